@@ -1,0 +1,19 @@
+"""Lumen: from a folder of medical image crops to a trained classifier, a trusted threshold and
+corrected labels. This file is the router: the shared sidebar and the list of pages."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ui.state import dataset_picker
+
+st.set_page_config(page_title="Lumen", page_icon="assets/logo.png", layout="wide")
+
+pages = st.navigation({
+    "Data": [
+        st.Page("pages/dataset.py", title="Dataset", icon=":material/dataset:", default=True),
+        st.Page("pages/padding.py", title="Padding", icon=":material/crop_square:"),
+    ],
+})
+st.logo("assets/logo.png")
+dataset_picker()
+pages.run()

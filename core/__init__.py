@@ -1,0 +1,1 @@
+"""Lumen's library: datasets, preprocessing, models and metrics. Never imports Streamlit."""

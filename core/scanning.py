@@ -1,0 +1,201 @@
+"""Scanning: header-only facts for every item at once, full-decode verification later.
+
+Reading headers (size, mode, format) plus a content hash costs a file read but no decode, so a
+page can show classes and sizes of tens of thousands of images in seconds. Verification decodes
+each file to catch what a header cannot show (truncation); it runs once per file version, because
+the facts are cached in the workspace keyed by path, size and modification time.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from core import workspace
+from core.images import ImageTooLarge, check_pixel_limit, to_uint8_array
+from core.sources import SourceSpec, list_items
+
+FACT_COLUMNS = ["width", "height", "mode", "format", "bytes", "hash", "file_problem", "verified"]
+STAT_COLUMNS = ["mtime_ns", "size"]
+ProgressFn = Callable[[int, int], None]
+
+_EXIF_ORIENTATION = 0x0112
+_WORKERS = min(8, (os.cpu_count() or 1) * 4)
+_cache_lock = threading.Lock()
+
+
+def header_facts(path: str) -> dict:
+    """Size, mode, format, byte count and content hash of one file, without decoding pixels."""
+    facts = dict(width=0, height=0, mode=None, format=None, bytes=0, hash=None, file_problem=None, verified=False)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        facts["file_problem"] = f"cannot read the file: {exc.strerror or exc}"
+        return facts
+    facts["bytes"] = len(data)
+    if not data:
+        facts["file_problem"] = "empty file (0 bytes)"
+        return facts
+    facts["hash"] = hashlib.blake2b(data, digest_size=16).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                    width, height = height, width
+                facts.update(width=width, height=height, mode=img.mode, format=img.format)
+                check_pixel_limit(width, height)
+    except ImageTooLarge as exc:
+        facts["file_problem"] = str(exc)
+    except UnidentifiedImageError:
+        facts["file_problem"] = "not an image (the file is not a readable PNG, JPEG, TIFF or BMP)"
+    except Exception as exc:  # a damaged header: PIL raises many kinds
+        facts["file_problem"] = describe_decode_error(exc)
+    return facts
+
+
+def describe_decode_error(exc: Exception) -> str:
+    """PIL's many exception kinds, said plainly."""
+    text = str(exc)
+    if "truncated" in text.lower() or isinstance(exc, (EOFError, SyntaxError)):
+        return f"truncated or corrupt: the image data ends early or is damaged ({text})"
+    return f"cannot decode the image: {text}"
+
+
+def verify_file(path: str) -> str | None:
+    """Decode a file fully; return a plain-language problem, or None when it decodes."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                check_pixel_limit(*img.size)
+                img.load()
+                to_uint8_array(img)
+    except ImageTooLarge as exc:
+        return str(exc)
+    except Exception as exc:
+        return describe_decode_error(exc)
+    return None
+
+
+def _npz_facts(path: str, index: np.ndarray) -> pd.DataFrame:
+    """Facts for npz items, computed from the arrays themselves (they are already decoded)."""
+    out = []
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {split: data[f"{split}_images"] for split in set(index[:, 1])}
+        for item_index, split in index:
+            arr = arrays[split][int(item_index)]
+            out.append(dict(width=arr.shape[1], height=arr.shape[0],
+                            mode="L" if arr.ndim == 2 else "RGB", format="NPZ", bytes=int(arr.nbytes),
+                            hash=hashlib.blake2b(np.ascontiguousarray(arr).tobytes(), digest_size=16).hexdigest(),
+                            file_problem=None, verified=True))
+    return pd.DataFrame(out, columns=FACT_COLUMNS)
+
+
+def _stat(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return -1, -1
+
+
+def _facts_cache_path(spec: SourceSpec) -> Path:
+    key = hashlib.blake2b(str(Path(spec.path).resolve()).encode(), digest_size=8).hexdigest()
+    return workspace.cache_dir("facts") / f"{key}.parquet"
+
+
+def _load_fact_cache(spec: SourceSpec) -> pd.DataFrame:
+    path = _facts_cache_path(spec)
+    if path.exists():
+        try:
+            return pd.read_parquet(path)
+        except Exception:
+            path.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
+    return pd.DataFrame(columns=["path", *STAT_COLUMNS, *FACT_COLUMNS])
+
+
+def _save_fact_cache(spec: SourceSpec, facts: pd.DataFrame) -> None:
+    buffer = io.BytesIO()
+    facts.reset_index(drop=True).to_parquet(buffer, index=False)
+    workspace.atomic_write_bytes(_facts_cache_path(spec), buffer.getvalue())
+
+
+def _run_parallel(fn, items: list, progress: ProgressFn | None, offset: int, total: int) -> list:
+    results = [None] * len(items)
+    if not items:
+        return results
+    step = max(1, len(items) // 200)
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        for i, result in enumerate(pool.map(fn, items, chunksize=16)):
+            results[i] = result
+            if progress and (i % step == 0 or i == len(items) - 1):
+                progress(offset + i + 1, total)
+    return results
+
+
+def scan(spec: SourceSpec, verify: bool = False, progress: ProgressFn | None = None) -> pd.DataFrame:
+    """The manifest of a source: its listing joined with per-file facts, cached and refreshed.
+
+    Files whose size and modification time are unchanged reuse their cached facts; new or changed
+    files are read again; with ``verify`` every file not yet verified is fully decoded.
+    """
+    listing = list_items(spec)
+    if spec.resolved_kind() == "npz":
+        facts = _npz_facts(listing["path"].iloc[0], listing[["index", "split"]].to_numpy())
+        return _combine(listing, facts)
+
+    files = listing.loc[listing["problem"].isna(), "path"].drop_duplicates().tolist()
+    stats = pd.DataFrame([_stat(p) for p in files], columns=STAT_COLUMNS)
+    stats.insert(0, "path", files)
+    with _cache_lock:
+        cached = _load_fact_cache(spec)
+    merged = stats.merge(cached, on=["path", *STAT_COLUMNS], how="left")
+    todo_header = merged.index[merged["hash"].isna() & merged["file_problem"].isna()].tolist()
+    new_facts = _run_parallel(header_facts, merged.loc[todo_header, "path"].tolist(), progress, 0,
+                              len(todo_header))
+    for row, facts in zip(todo_header, new_facts):
+        for key, value in facts.items():
+            merged.at[row, key] = value
+    merged["verified"] = merged["verified"].fillna(False).astype(bool)
+    if verify:
+        todo_verify = merged.index[~merged["verified"] & merged["file_problem"].isna()].tolist()
+        problems = _run_parallel(verify_file, merged.loc[todo_verify, "path"].tolist(), progress, 0,
+                                 len(todo_verify))
+        merged.loc[todo_verify, "file_problem"] = pd.Series(problems, index=todo_verify, dtype=object)
+        merged.loc[todo_verify, "verified"] = True
+    if todo_header or verify:
+        with _cache_lock:
+            _save_fact_cache(spec, merged)
+    facts = listing[["path"]].merge(merged, on="path", how="left")[FACT_COLUMNS]
+    return _combine(listing, facts)
+
+
+def _combine(listing: pd.DataFrame, facts: pd.DataFrame) -> pd.DataFrame:
+    manifest = pd.concat([listing.reset_index(drop=True), facts.reset_index(drop=True)], axis=1)
+    manifest["problem"] = manifest["problem"].where(manifest["problem"].notna(), manifest["file_problem"])
+    manifest = manifest.drop(columns=["file_problem"])
+    for col in ("width", "height", "bytes"):
+        manifest[col] = manifest[col].fillna(0).astype(np.int64)
+    manifest["verified"] = manifest["verified"].fillna(False).astype(bool)
+    return manifest
+
+
+def needs_verification(manifest: pd.DataFrame) -> int:
+    """How many usable-looking files have not been fully decoded yet."""
+    return int((~manifest["verified"] & manifest["problem"].isna()).sum())
+
+
+def usable(manifest: pd.DataFrame) -> pd.Series:
+    """Rows training can use: no problem and a label."""
+    return manifest["problem"].isna() & manifest["label"].notna()

@@ -1,0 +1,105 @@
+"""Train/val/test splits (stratified, optionally grouped) and the leakage report.
+
+Grouping matters in pathology: crops from one slide or one patient look alike, so a split that
+puts them on both sides of the line reports optimistic figures. Items are assigned group by group,
+largest first, each to the split where it brings the per-class counts closest to their quotas.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.sources import SPLITS
+
+DEFAULT_RATIOS = (0.8, 0.1, 0.1)
+
+
+def assign_splits(manifest: pd.DataFrame, ratios=DEFAULT_RATIOS, seed: int = 0,
+                  group_column: str | None = "group") -> pd.Series:
+    """A split name for every row. Predefined splits are kept; the rest are assigned.
+
+    With a group column that has values, no group ends up in two splits (except where predefined
+    splits already put it there, which the leakage report shows).
+    """
+    ratios = np.asarray(ratios, dtype=float)
+    if ratios.shape != (3,) or (ratios < 0).any() or ratios.sum() <= 0:
+        raise ValueError("Split ratios must be three non-negative numbers (train, val, test) with a positive sum.")
+    ratios = ratios / ratios.sum()
+    result = manifest["split"].copy().astype(object)
+    todo = result.isna()
+    if not todo.any():
+        return result
+    rows = manifest.loc[todo]
+    labels = rows["label"].fillna("<unlabelled>").astype(str)
+    if group_column and group_column in rows and rows[group_column].notna().any():
+        units = rows[group_column].fillna(pd.Series("<row>" + rows.index.astype(str), index=rows.index)).astype(str)
+    else:
+        units = pd.Series(rows.index.astype(str), index=rows.index)
+    result.loc[rows.index] = _greedy_assign(units, labels, ratios, seed)
+    return result
+
+
+def _greedy_assign(units: pd.Series, labels: pd.Series, ratios: np.ndarray, seed: int) -> np.ndarray:
+    classes, label_codes = np.unique(labels.to_numpy(), return_inverse=True)
+    unit_names, unit_codes = np.unique(units.to_numpy(), return_inverse=True)
+    counts = np.zeros((len(unit_names), len(classes)))
+    np.add.at(counts, (unit_codes, label_codes), 1)
+    target = ratios[:, None] * counts.sum(axis=0)[None, :]  # splits x classes
+    current = np.zeros_like(target)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(unit_names))
+    order = order[np.argsort(-counts[order].sum(axis=1), kind="stable")]  # big groups first
+    unit_split = np.empty(len(unit_names), dtype=int)
+    for unit in order:
+        need = counts[unit]
+        # growth of the squared, quota-weighted distance from the targets if the unit joins each split
+        cost = ((need ** 2)[None, :] + 2 * need[None, :] * (current - target)) / np.maximum(target, 1.0)
+        cost = cost.sum(axis=1)
+        cost[ratios == 0] = np.inf
+        choice = int(np.argmin(cost))
+        unit_split[unit] = choice
+        current[choice] += need
+    return np.array(SPLITS, dtype=object)[unit_split[unit_codes]]
+
+
+def split_table(manifest: pd.DataFrame, split: pd.Series | None = None) -> pd.DataFrame:
+    """Items per class (rows) and split (columns), with totals."""
+    split = manifest["split"] if split is None else split
+    table = pd.crosstab(manifest["label"].fillna("(unlabelled)"), split.fillna("(none)"),
+                        margins=True, margins_name="total")
+    ordered = [c for c in (*SPLITS, "(none)", "total") if c in table.columns]
+    return table[ordered]
+
+
+def imbalance_ratio(labels: pd.Series) -> float:
+    """Largest class count over smallest (1.0 is balanced); NaN with fewer than two classes."""
+    counts = labels.dropna().value_counts()
+    if len(counts) < 2:
+        return float("nan")
+    return float(counts.max() / counts.min())
+
+
+def duplicate_groups(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose content hash appears more than once, with the number of copies."""
+    hashed = manifest[manifest["hash"].notna()]
+    dup = hashed[hashed["hash"].duplicated(keep=False)].copy()
+    dup["copies"] = dup.groupby("hash")["hash"].transform("size")
+    return dup.sort_values(["hash", "id"])[["hash", "copies", "id", "label", "split", "group"]]
+
+
+def leakage_report(manifest: pd.DataFrame, split: pd.Series | None = None) -> dict[str, pd.DataFrame]:
+    """Identical images in two splits, and groups found in two splits."""
+    split = manifest["split"] if split is None else split
+    frame = manifest.assign(split=split)
+    hashed = frame[frame["hash"].notna() & frame["split"].notna()]
+    by_hash = hashed.groupby("hash")["split"].nunique()
+    leaking_hashes = by_hash[by_hash > 1].index
+    images = (hashed[hashed["hash"].isin(leaking_hashes)]
+              .sort_values(["hash", "split"])[["hash", "id", "label", "split"]])
+    grouped = frame[frame["group"].notna() & frame["split"].notna()]
+    spread = grouped.groupby("group")["split"].agg(lambda s: ", ".join(sorted(set(s))))
+    n_splits = grouped.groupby("group")["split"].nunique()
+    groups = (pd.DataFrame({"group": spread.index, "splits": spread.values, "n_splits": n_splits.values,
+                            "items": grouped.groupby("group").size().values})
+              .query("n_splits > 1").drop(columns="n_splits").reset_index(drop=True))
+    return {"identical_images": images.reset_index(drop=True), "groups": groups}

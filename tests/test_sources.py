@@ -1,0 +1,142 @@
+"""The three source kinds, and every problem kind, on real files."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from core import images
+from core.scanning import scan, usable
+from core.sources import SourceError, SourceSpec, list_items
+from tests.conftest import SHARED_DATA, gradient, write_mode_zoo
+
+BCCD = SHARED_DATA / "bccd_crops"
+PBC = SHARED_DATA / "blood_pbc"
+
+
+def _copy_some(src_dir, dst_dir, count):
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for path in sorted(src_dir.glob("*.jpg"))[:count]:
+        shutil.copy(path, dst_dir / path.name)
+
+
+def test_class_folders_with_mixed_case_split_folders(tmp_path):
+    for split, n in (("TRAIN", 4), ("Val", 2), ("test", 3)):
+        for cls in ("basophil", "platelet"):
+            _copy_some(PBC / cls, tmp_path / split / cls, n)
+    manifest = scan(SourceSpec(str(tmp_path)))
+    assert len(manifest) == 18
+    assert manifest.groupby("split").size().to_dict() == {"test": 6, "train": 8, "val": 4}
+    assert set(manifest["label"]) == {"basophil", "platelet"}
+    assert manifest["problem"].isna().all()
+
+
+def test_class_folders_without_splits_read_every_mode(tmp_path):
+    write_mode_zoo(tmp_path / "modes")
+    _copy_some(PBC / "ig", tmp_path / "ig", 3)
+    manifest = scan(SourceSpec(str(tmp_path)), verify=True)
+    assert manifest["label"].value_counts().to_dict() == {"modes": 9, "ig": 3}
+    assert manifest["split"].isna().all()
+    assert manifest["problem"].isna().all(), manifest["problem"].dropna().tolist()
+    rotated = manifest[manifest["id"].str.endswith("exif_rotated.jpg")].iloc[0]
+    assert (rotated.width, rotated.height) == (30, 40)
+    assert set(manifest["format"]) >= {"JPEG", "PNG", "TIFF", "BMP"}
+
+
+def test_csv_source_with_groups_blank_labels_and_relative_paths():
+    spec = SourceSpec(str(BCCD / "labels.csv"), label_column="wbc_subtype", group_column="source_image")
+    manifest = scan(spec)
+    table = pd.read_csv(BCCD / "labels.csv", keep_default_na=False)
+    assert len(manifest) == len(table)
+    assert manifest["label"].isna().sum() == (table["wbc_subtype"] == "").sum()
+    assert manifest["group"].nunique() == table["source_image"].nunique()
+    widths = manifest.set_index("id")["width"]
+    assert (widths.loc[table["path"]].to_numpy() == table["width"].to_numpy()).mean() > 0.95
+    assert usable(manifest).sum() == (table["wbc_subtype"] != "").sum()
+
+
+def test_npz_source_keeps_predefined_splits():
+    manifest = scan(SourceSpec(str(SHARED_DATA / "medmnist" / "breastmnist.npz"), label_names=("malignant", "benign")))
+    assert manifest.groupby("split").size().to_dict() == {"test": 156, "train": 546, "val": 78}
+    assert set(manifest["label"]) == {"malignant", "benign"}
+    assert (manifest["width"] == 28).all() and (manifest["mode"] == "L").all()
+
+
+def _broken_folder(tmp_path):
+    good = tmp_path / "data" / "good"
+    good.mkdir(parents=True)
+    Image.fromarray(gradient(50, 40)).save(good / "ok.png")
+    (good / "empty.png").write_bytes(b"")
+    (good / "notes.jpg").write_text("this is not an image")
+    data = (good / "ok.png").read_bytes()
+    (good / "truncated.png").write_bytes(data[: len(data) // 2])
+    Image.fromarray(gradient(200, 150)).save(good / "cut.jpg", quality=95)
+    jpeg = (good / "cut.jpg").read_bytes()
+    (good / "cut.jpg").write_bytes(jpeg[: len(jpeg) * 2 // 3])  # header intact, scan data cut
+    Image.new("L", (300, 300)).save(good / "bomb.png")
+    return tmp_path / "data"
+
+
+def test_every_broken_file_becomes_a_problem_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "MAX_PIXELS", 50_000)
+    manifest = scan(SourceSpec(str(_broken_folder(tmp_path))), verify=True).set_index("id")
+    problems = manifest["problem"]
+    assert problems["good/ok.png"] is None or pd.isna(problems["good/ok.png"])
+    assert "empty file" in problems["good/empty.png"]
+    assert "not an image" in problems["good/notes.jpg"]
+    assert "truncated" in problems["good/truncated.png"]
+    assert "too large" in problems["good/bomb.png"]
+
+
+def test_truncation_is_caught_by_verification_not_by_headers(tmp_path):
+    folder = _broken_folder(tmp_path)
+    headers_only = scan(SourceSpec(str(folder))).set_index("id")
+    assert pd.isna(headers_only.loc["good/cut.jpg", "problem"])
+    assert headers_only.loc["good/cut.jpg", "width"] == 200
+    verified = scan(SourceSpec(str(folder)), verify=True).set_index("id")
+    assert verified["verified"].sum() >= 2
+    assert "truncated" in verified.loc["good/cut.jpg", "problem"]
+
+
+def test_csv_missing_files_and_unknown_labels(tmp_path):
+    Image.fromarray(gradient(20, 20)).save(tmp_path / "a.png")
+    Image.fromarray(gradient(20, 20)).save(tmp_path / "b.png")
+    (tmp_path / "list.csv").write_text("name,ground truth\na.png,tumour\nb.png,banana\nc.png,normal\nd.png,\n")
+    spec = SourceSpec(str(tmp_path / "list.csv"), classes=("tumour", "normal"))
+    manifest = scan(spec).set_index("id")
+    assert pd.isna(manifest.loc["a.png", "problem"])
+    assert "unknown label 'banana'" in manifest.loc["b.png", "problem"]
+    assert "file not found" in manifest.loc["c.png", "problem"]
+    assert "file not found" in manifest.loc["d.png", "problem"]
+
+
+def test_changed_files_are_rescanned(tmp_path):
+    cls = tmp_path / "x"
+    cls.mkdir()
+    Image.fromarray(gradient(20, 10)).save(cls / "a.png")
+    assert scan(SourceSpec(str(tmp_path)))["width"].tolist() == [20]
+    Image.fromarray(gradient(64, 10)).save(cls / "a.png")
+    Image.fromarray(gradient(8, 8)).save(cls / "b.png")
+    assert scan(SourceSpec(str(tmp_path)))["width"].tolist() == [64, 8]
+
+
+@pytest.mark.parametrize("spec, message", [
+    (SourceSpec("/no/such/folder"), "No such file or folder"),
+    (SourceSpec(str(BCCD / "labels.csv"), label_column="nope"), "no label column 'nope'"),
+    (SourceSpec(str(BCCD / "labels.csv"), group_column="patient"), "no group column 'patient'"),
+])
+def test_unreadable_sources_raise_clear_errors(spec, message):
+    with pytest.raises(SourceError, match=message):
+        list_items(spec)
+
+
+def test_empty_folder_is_refused(tmp_path):
+    with pytest.raises(SourceError, match="holds no images"):
+        list_items(SourceSpec(str(tmp_path)))
+
+
+def test_npz_without_image_arrays_is_refused(tmp_path):
+    np.savez(tmp_path / "odd.npz", x=np.zeros(3))
+    with pytest.raises(SourceError, match="no train_images"):
+        list_items(SourceSpec(str(tmp_path / "odd.npz")))

@@ -1,0 +1,83 @@
+"""Splits: stratified, grouped without straddling, predefined kept; the leakage report."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.scanning import scan
+from core.sources import SourceSpec
+from core.splits import assign_splits, duplicate_groups, imbalance_ratio, leakage_report, split_table
+from tests.conftest import SHARED_DATA
+
+GLOMERULI = SourceSpec(str(SHARED_DATA / "glomeruli" / "labels.csv"), label_column="class",
+                       group_column="slide_id", mask_column="mask_path")
+
+
+@pytest.fixture(scope="module")
+def glomeruli(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LUMEN_HOME", str(tmp_path_factory.mktemp("splits-home")))
+        return scan(GLOMERULI)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grouped_split_of_glomeruli_puts_no_slide_in_two_splits(glomeruli, seed):
+    split = assign_splits(glomeruli, seed=seed, group_column="group")
+    assert split.notna().all()
+    assert (glomeruli.assign(split=split).groupby("group")["split"].nunique() == 1).all()
+    assert leakage_report(glomeruli, split)["groups"].empty
+    shares = split.value_counts(normalize=True)
+    assert 0.65 < shares["train"] < 0.9 and shares["val"] > 0.04 and shares["test"] > 0.04
+
+
+def test_ungrouped_split_is_stratified_to_the_ratios(glomeruli):
+    split = assign_splits(glomeruli, ratios=(0.6, 0.2, 0.2), seed=3, group_column=None)
+    table = pd.crosstab(glomeruli["label"], split)
+    for cls, total in glomeruli["label"].value_counts().items():
+        assert abs(table.loc[cls, "train"] - 0.6 * total) <= 1
+        assert abs(table.loc[cls, "test"] - 0.2 * total) <= 1
+    # an ungrouped split of slide data does leak: the report must say so
+    assert not leakage_report(glomeruli, split)["groups"].empty
+
+
+def test_seed_changes_the_split_and_repeats_it(glomeruli):
+    a = assign_splits(glomeruli, seed=1, group_column=None)
+    assert a.equals(assign_splits(glomeruli, seed=1, group_column=None))
+    assert not a.equals(assign_splits(glomeruli, seed=2, group_column=None))
+
+
+def test_predefined_splits_are_kept():
+    manifest = scan(SourceSpec(str(SHARED_DATA / "medmnist" / "breastmnist.npz")))
+    manifest.loc[manifest.index[:10], "split"] = None
+    split = assign_splits(manifest, seed=0)
+    assert split.iloc[10:].equals(manifest["split"].iloc[10:].astype(object))
+    assert split.iloc[:10].notna().all()
+
+
+def test_bad_ratios_are_refused(glomeruli):
+    with pytest.raises(ValueError, match="three non-negative"):
+        assign_splits(glomeruli, ratios=(1, -1, 0))
+
+
+def test_identical_images_in_two_splits_are_reported(tmp_path):
+    src = sorted((SHARED_DATA / "blood_pbc" / "platelet").glob("*.jpg"))[:4]
+    for split in ("train", "test"):
+        (tmp_path / split / "platelet").mkdir(parents=True)
+    for path in src:
+        shutil.copy(path, tmp_path / "train" / "platelet" / path.name)
+    shutil.copy(src[0], tmp_path / "test" / "platelet" / "copy_of_first.jpg")
+    manifest = scan(SourceSpec(str(tmp_path)))
+    report = leakage_report(manifest)
+    assert sorted(report["identical_images"]["id"]) == sorted(
+        [f"train/platelet/{src[0].name}", "test/platelet/copy_of_first.jpg"])
+    assert duplicate_groups(manifest)["copies"].tolist() == [2, 2]
+
+
+def test_split_table_and_imbalance(glomeruli):
+    split = assign_splits(glomeruli, seed=0)
+    table = split_table(glomeruli, split)
+    assert table.loc["total", "total"] == len(glomeruli)
+    counts = glomeruli["label"].value_counts()
+    assert imbalance_ratio(glomeruli["label"]) == pytest.approx(counts.max() / counts.min())
+    assert np.isnan(imbalance_ratio(pd.Series(["a", "a"])))

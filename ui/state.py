@@ -1,0 +1,49 @@
+"""Shared sidebar state and cached loaders; the only place pages reach the dataset registry."""
+from __future__ import annotations
+
+import streamlit as st
+
+from core import registry
+from core.scanning import scan
+from core.sources import SourceSpec
+
+DATASET_KEY = "dataset_name"
+
+
+def _source_stamp(spec: SourceSpec) -> float:
+    """Modification time of the source file or folder: part of the cache key, so edits show."""
+    import os
+    try:
+        return os.stat(spec.path).st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_data(show_spinner="Reading image headers…", max_entries=32)
+def _cached_manifest(spec_json: tuple, stamp: float, verify: bool):
+    return scan(SourceSpec.from_dict(dict(spec_json)), verify=verify)
+
+
+def load_manifest(spec: SourceSpec, verify: bool = False):
+    """The manifest of a source, cached per source, folder time stamp and verification state."""
+    spec_key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.to_dict().items()))
+    return _cached_manifest(spec_key, _source_stamp(spec), verify)
+
+
+def dataset_picker() -> tuple[str, SourceSpec]:
+    """The sidebar's dataset choice, shared by every page through session state."""
+    datasets = registry.list_datasets()
+    names = list(datasets)
+    if st.session_state.get(DATASET_KEY) not in names:
+        st.session_state[DATASET_KEY] = names[0]
+    name = st.sidebar.selectbox("Dataset", names, key=DATASET_KEY)
+    return name, datasets[name]
+
+
+def current_dataset() -> tuple[str, SourceSpec]:
+    """The dataset chosen in the sidebar (the first one before any choice)."""
+    datasets = registry.list_datasets()
+    name = st.session_state.get(DATASET_KEY)
+    if name not in datasets:
+        name = next(iter(datasets))
+    return name, datasets[name]
