@@ -47,3 +47,7 @@ def current_dataset() -> tuple[str, SourceSpec]:
     if name not in datasets:
         name = next(iter(datasets))
     return name, datasets[name]
+
+
+def clear_manifest_cache() -> None:
+    _cached_manifest.clear()

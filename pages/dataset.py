@@ -1,0 +1,191 @@
+"""Dataset page: what is in the data, what is wrong with it, and how it will be split."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core import registry
+from core.sources import SourceError
+from core.splits import assign_splits, duplicate_groups, imbalance_ratio, leakage_report, split_table
+from core.summary import summarize
+from ui.dataset_form import add_dataset_form
+from ui.gallery import image_grid
+from ui.state import clear_manifest_cache, current_dataset, load_manifest
+from ui.verify import forget, verification_job
+
+SAMPLES_PER_CLASS = 8
+MAX_CLASSES_SHOWN = 12
+
+
+def _header(name, spec) -> None:
+    st.title(name)
+    st.caption(f"`{spec.path}` · {spec.resolved_kind()} source")
+    add_dataset_form()
+
+
+def _load_or_explain(name, spec):
+    """The manifest, or a clear error with a way out when the source cannot be read."""
+    try:
+        job = verification_job(spec)
+        return load_manifest(spec, verify=job.finished.is_set() and not job.error), job
+    except SourceError as exc:
+        st.error(f"This dataset cannot be read: {exc}")
+        if name not in registry.DEMO_DATASETS and st.button("Remove it from the list"):
+            registry.remove_dataset(name)
+            st.rerun()
+        st.stop()
+
+
+@st.fragment(run_every=1.0)
+def _verification_progress(job) -> None:
+    if job.finished.is_set():
+        st.rerun(scope="app")  # the manifest now carries the decode results
+    share = job.done / job.total if job.total else 0.0
+    st.progress(share, text=f"Verifying every image by decoding it: {job.done:,} of {job.total:,} "
+                            "(headers are shown meanwhile)")
+
+
+def _headline(manifest, summary, job) -> None:
+    cols = st.columns(6)
+    cols[0].metric("Items", f"{summary['items']:,}")
+    cols[1].metric("Usable for training", f"{summary['usable']:,}")
+    cols[2].metric("Classes", len(summary["classes"]))
+    ratio = summary["imbalance_ratio"]
+    cols[3].metric("Imbalance", "n/a" if pd.isna(ratio) else f"{ratio:.1f} : 1", help="Largest class count over smallest, usable items")
+    cols[4].metric("Problems", len(summary["problems"]))
+    cols[5].metric("Unlabelled", f"{summary['unlabelled']:,}")
+    if job.error:
+        st.warning(f"Verification stopped: {job.error}. Header facts are shown.")
+    elif not job.finished.is_set():
+        _verification_progress(job)
+    else:
+        st.caption(f"All {summary['verified']:,} readable images were decoded and verified.")
+    if summary["problems"]:
+        st.warning(f"{len(summary['problems']):,} items have a problem and are left out of training "
+                   "(see Problems below).")
+
+
+def _split_controls(manifest):
+    with st.container(border=True):
+        st.subheader("Split")
+        predefined = manifest["split"].notna().sum()
+        if predefined:
+            st.caption(f"{predefined:,} items come with a predefined split, which is kept.")
+        cols = st.columns([1, 1, 1, 1, 2])
+        train = cols[0].number_input("Train %", 0, 100, 80, step=5, key="split_train")
+        val = cols[1].number_input("Val %", 0, 100, 10, step=5, key="split_val")
+        test = cols[2].number_input("Test %", 0, 100, 10, step=5, key="split_test")
+        seed = cols[3].number_input("Seed", 0, 10**6, 0, key="split_seed")
+        has_groups = manifest["group"].notna().any()
+        grouped = cols[4].toggle("Keep groups in one split", value=bool(has_groups),
+                                 disabled=not has_groups, key="split_grouped",
+                                 help="Each group (slide, patient, smear) goes wholly to one split, so none leaks." if has_groups else "This dataset has no group column.")
+        if train + val + test == 0:
+            st.error("The three percentages add up to zero: give at least one split a share.")
+            return None
+        return assign_splits(manifest, ratios=(train, val, test), seed=int(seed),
+                             group_column="group" if grouped else None)
+
+
+def _class_counts(manifest, split) -> None:
+    table = split_table(manifest, split)
+    cols = st.columns([3, 2])
+    counts = (manifest.assign(split=split.fillna("(none)"), label=manifest["label"].fillna("(unlabelled)"))
+              .groupby(["label", "split"]).size().reset_index(name="items"))
+    fig = px.bar(counts, x="label", y="items", color="split", barmode="group",
+                 category_orders={"split": ["train", "val", "test", "(none)"]}, title="Items per class and split")
+    fig.update_layout(height=360, margin=dict(t=40, b=10), xaxis_title=None)
+    cols[0].plotly_chart(fig, width="stretch")
+    cols[1].dataframe(table, width="stretch")
+    ratios = {s: imbalance_ratio(manifest.loc[split == s, "label"]) for s in ("train", "val", "test")}
+    cols[1].caption("Imbalance per split: " + ", ".join(f"{s} {r:.1f}:1" for s, r in ratios.items() if pd.notna(r)))
+
+
+def _leakage(manifest, split) -> None:
+    report = leakage_report(manifest, split)
+    images, groups = report["identical_images"], report["groups"]
+    if images.empty and groups.empty:
+        st.success("No leakage: no identical image and no group appears in two splits.")
+    if not images.empty:
+        st.error(f"{images['hash'].nunique():,} identical images sit in more than one split "
+                 "(the test set has seen them in training).")
+        st.dataframe(images, width="stretch", hide_index=True)
+    if not groups.empty:
+        st.error(f"{len(groups):,} groups appear in more than one split: turn on grouping above.")
+        st.dataframe(groups, width="stretch", hide_index=True)
+
+
+def _size_histograms(manifest) -> None:
+    readable = manifest[manifest["width"] > 0].assign(
+        aspect=lambda d: d["width"] / d["height"], label=lambda d: d["label"].fillna("(unlabelled)"))
+    if readable.empty:
+        st.info("No readable image to measure.")
+        return
+    cols = st.columns(3)
+    for col, field, title in ((cols[0], "width", "Width (px)"), (cols[1], "height", "Height (px)"),
+                              (cols[2], "aspect", "Aspect ratio (width / height)")):
+        fig = px.histogram(readable, x=field, color="label", nbins=40, barmode="overlay", opacity=0.6,
+                           title=title)
+        fig.update_layout(height=300, margin=dict(t=40, b=10), xaxis_title=None, legend_title=None)
+        col.plotly_chart(fig, width="stretch")
+    distinct = readable.groupby(["width", "height"]).ngroups
+    st.caption(f"{distinct:,} distinct sizes; modes: "
+               + ", ".join(f"{m} {n:,}" for m, n in readable["mode"].value_counts().items())
+               + "; formats: " + ", ".join(f"{f} {n:,}" for f, n in readable["format"].value_counts().items()))
+
+
+def _samples(manifest) -> None:
+    seed = st.session_state.setdefault("sample_seed", 0)
+    if st.button("Show other samples"):
+        st.session_state["sample_seed"] = seed = seed + 1
+    good = manifest[manifest["problem"].isna()]
+    labels = good["label"].fillna("(unlabelled)")
+    classes = labels.value_counts().index[:MAX_CLASSES_SHOWN]
+    for cls in classes:
+        rows = good[labels == cls]
+        st.markdown(f"**{cls}** · {len(rows):,} items")
+        image_grid(rows.sample(min(SAMPLES_PER_CLASS, len(rows)), random_state=seed), SAMPLES_PER_CLASS)
+    if labels.nunique() > MAX_CLASSES_SHOWN:
+        st.caption(f"Showing the {MAX_CLASSES_SHOWN} largest of {labels.nunique()} classes.")
+
+
+def _problems_and_duplicates(manifest, summary) -> None:
+    cols = st.columns(2)
+    with cols[0]:
+        st.subheader(f"Problems ({len(summary['problems']):,})")
+        if summary["problems"]:
+            st.dataframe(pd.DataFrame(summary["problems"])[["id", "reason"]], width="stretch", hide_index=True)
+        else:
+            st.success("Every item could be read.")
+    with cols[1]:
+        dups = duplicate_groups(manifest)
+        st.subheader(f"Duplicates ({dups['hash'].nunique():,} images with copies)")
+        if dups.empty:
+            st.success("No two files have the same content.")
+        else:
+            st.dataframe(dups, width="stretch", hide_index=True)
+
+
+name, spec = current_dataset()
+_header(name, spec)
+manifest, job = _load_or_explain(name, spec)
+summary = summarize(manifest)
+_headline(manifest, summary, job)
+if st.sidebar.button("Rescan files", help="Read the folder again (new, changed or removed files)"):
+    clear_manifest_cache()
+    forget(spec)
+    st.rerun()
+
+overview, sizes, samples, problems = st.tabs(["Classes and splits", "Image sizes", "Samples", "Problems and duplicates"])
+with overview:
+    split = _split_controls(manifest)
+    if split is not None:
+        _class_counts(manifest, split)
+        _leakage(manifest, split)
+with sizes:
+    _size_histograms(manifest)
+with samples:
+    _samples(manifest)
+with problems:
+    _problems_and_duplicates(manifest, summary)

@@ -1,0 +1,74 @@
+"""AppTest of the Dataset page: the demo, and a dataset added through the form."""
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import registry
+from tests.conftest import ROOT, SHARED_DATA
+
+BCCD_CSV = SHARED_DATA / "bccd_crops" / "labels.csv"
+
+
+def open_app() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_opens_on_the_glomeruli_demo():
+    at = open_app()
+    assert at.title[0].value == next(iter(registry.DEMO_DATASETS))
+    shown = metrics(at)
+    assert shown["Items"] == "300" and shown["Classes"] == "2"
+    assert shown["Imbalance"] == "4.0 : 1"
+    assert any("No leakage" in s.value for s in at.success)
+
+
+def test_ungrouped_split_of_the_demo_shows_slide_leakage():
+    at = open_app()
+    at.toggle(key="split_grouped").set_value(False).run()
+    assert not at.exception
+    assert any("groups appear in more than one split" in e.value for e in at.error)
+
+
+def test_zero_ratios_are_refused_with_a_message():
+    at = open_app()
+    for key in ("split_train", "split_val", "split_test"):
+        at.number_input(key=key).set_value(0)
+    at.run()
+    assert any("add up to zero" in e.value for e in at.error)
+
+
+def test_switching_to_the_blood_demo():
+    at = open_app()
+    at.sidebar.selectbox(key="dataset_name").select(list(registry.DEMO_DATASETS)[1]).run()
+    assert not at.exception
+    assert metrics(at)["Classes"] == "3"
+
+
+def test_add_bccd_csv_through_the_form():
+    at = open_app()
+    at.text_input(key="add_path").input(str(BCCD_CSV)).run()
+    at.selectbox(key="add_label_col").select("cell_type")
+    at.selectbox(key="add_group_col").select("source_image")
+    at.text_input(key="add_name").input("BCCD crops")
+    at.button(key="add_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "BCCD crops"
+    shown = metrics(at)
+    assert shown["Items"] == "1,133" and shown["Classes"] == "3"
+    assert "BCCD crops" in registry.list_datasets()
+
+
+@pytest.mark.parametrize("path, message", [("/no/such/dir", "No such file or folder"),
+                                           (str(ROOT / "core"), "holds no images")])
+def test_adding_a_bad_path_shows_the_reason(path, message):
+    at = open_app()
+    at.text_input(key="add_path").input(path).run()
+    at.button(key="add_button").click().run()
+    assert any(message in e.value for e in at.error)
+    assert not at.exception
