@@ -161,12 +161,12 @@ def scan(spec: SourceSpec, verify: bool = False, progress: ProgressFn | None = N
     with _cache_lock:
         cached = _load_fact_cache(spec)
     merged = stats.merge(cached, on=["path", *STAT_COLUMNS], how="left")
-    todo_header = merged.index[merged["hash"].isna() & merged["file_problem"].isna()].tolist()
-    new_facts = _run_parallel(header_facts, merged.loc[todo_header, "path"].tolist(), progress, 0,
-                              len(todo_header))
-    for row, facts in zip(todo_header, new_facts):
-        for key, value in facts.items():
-            merged.at[row, key] = value
+    stale = (merged["hash"].isna() & merged["file_problem"].isna()).to_numpy()
+    todo_header = merged.loc[stale, "path"].tolist()
+    fresh = pd.DataFrame(_run_parallel(header_facts, todo_header, progress, 0, len(todo_header)),
+                         columns=FACT_COLUMNS)
+    fresh = pd.concat([merged.loc[stale, ["path", *STAT_COLUMNS]].reset_index(drop=True), fresh], axis=1)
+    merged = pd.concat([merged.loc[~stale], fresh], ignore_index=True) if todo_header else merged
     merged["verified"] = merged["verified"].fillna(False).astype(bool)
     if verify:
         todo_verify = merged.index[~merged["verified"] & merged["file_problem"].isna()].tolist()

@@ -1,0 +1,50 @@
+"""Save a 1400-wide screenshot of every page of the app into assets/screenshots/, for the README.
+
+Runs the real app on a free port with a throw-away workspace and drives Debian's Chromium:
+    .venv/bin/python scripts/screenshots.py
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from tests.browser.server import (  # noqa: E402
+    REPO_ROOT, VIEWPORT, free_port, launch_browser, nav_pages, open_page, screenshot, start_app,
+    stop_app, wait_idle)
+
+OUT_DIR = REPO_ROOT / "assets" / "screenshots"
+
+
+def capture(base_url: str) -> list[Path]:
+    """Click through the sidebar navigation and screenshot each page."""
+    saved = []
+    with sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(base_url)
+        wait_idle(page)
+        for name, href in nav_pages(page):
+            open_page(page, href)
+            saved.append(OUT_DIR / f"{name}.png")
+            screenshot(page, saved[-1])
+        browser.close()
+    return saved
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="lumen-home-") as home:
+        process, base_url = start_app(free_port(), Path(home))
+        try:
+            for path in capture(base_url):
+                print(path.relative_to(REPO_ROOT))
+        finally:
+            stop_app(process)
+
+
+if __name__ == "__main__":
+    main()

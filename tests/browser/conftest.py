@@ -1,0 +1,45 @@
+"""Fixtures for the real-browser tests: the app on a free port, Debian's Chromium, a page."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.browser.server import (  # noqa: E402
+    CHROMIUM, CHROMIUM_MISSING, VIEWPORT, free_port, launch_browser, start_app, stop_app)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium for the whole session; a missing browser fails, never skips."""
+    if not CHROMIUM.exists():
+        pytest.fail(CHROMIUM_MISSING, pytrace=False)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        chromium = launch_browser(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """Base URL of `streamlit run app.py` with a private LUMEN_HOME, stopped after the session."""
+    process, base_url = start_app(free_port(), tmp_path_factory.mktemp("lumen-home-browser"))
+    yield base_url
+    stop_app(process)
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh 1400x1000 page; `page.console_errors` and `page.page_errors` collect problems."""
+    context = browser.new_context(viewport=VIEWPORT)
+    tab = context.new_page()
+    tab.console_errors = []
+    tab.page_errors = []
+    tab.on("console", lambda msg: msg.type == "error" and tab.console_errors.append(msg.text))
+    tab.on("pageerror", lambda error: tab.page_errors.append(str(error)))
+    yield tab
+    context.close()
