@@ -12,7 +12,10 @@ from core.summary import summarize
 from ui.dataset_form import add_dataset_form
 from ui.gallery import image_grid
 from ui.state import clear_manifest_cache, current_dataset, load_manifest
+from ui.router import ensure_router
 from ui.verify import forget, verification_job
+
+ensure_router()
 
 SAMPLES_PER_CLASS = 8
 MAX_CLASSES_SHOWN = 12

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import registry
 from core.sources import SourceError, SourceSpec, read_csv_header
-from ui.state import DATASET_KEY
+from ui.state import select_dataset_next_run
 
 _NONE = "(none)"
 
@@ -53,11 +53,11 @@ def add_dataset_form() -> None:
         if path.strip().lower().endswith((".csv", ".tsv")) and Path(path.strip()).is_file():
             columns = _csv_columns(path.strip())
         if st.button("Add dataset", type="primary", key="add_button"):
+            name = (name or Path(path.strip()).stem).strip()
             try:
-                spec = SourceSpec(path=path.strip(), **columns)
-                registry.add_dataset(name or Path(path.strip()).stem, spec)
+                registry.add_dataset(name, SourceSpec(path=path.strip(), **columns))
             except SourceError as exc:
                 st.error(str(exc))
                 return
-            st.session_state[DATASET_KEY] = (name or Path(path.strip()).stem).strip()
+            select_dataset_next_run(name)
             st.rerun()

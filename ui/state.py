@@ -8,6 +8,7 @@ from core.scanning import scan
 from core.sources import SourceSpec
 
 DATASET_KEY = "dataset_name"
+PENDING_KEY = "dataset_to_select"  # set by a page; applied before the sidebar widget exists
 
 
 def _source_stamp(spec: SourceSpec) -> float:
@@ -34,10 +35,17 @@ def dataset_picker() -> tuple[str, SourceSpec]:
     """The sidebar's dataset choice, shared by every page through session state."""
     datasets = registry.list_datasets()
     names = list(datasets)
+    if st.session_state.get(PENDING_KEY) in names:
+        st.session_state[DATASET_KEY] = st.session_state.pop(PENDING_KEY)
     if st.session_state.get(DATASET_KEY) not in names:
         st.session_state[DATASET_KEY] = names[0]
     name = st.sidebar.selectbox("Dataset", names, key=DATASET_KEY)
     return name, datasets[name]
+
+
+def select_dataset_next_run(name: str) -> None:
+    """Make ``name`` the sidebar's dataset from the next rerun on (the widget is already drawn)."""
+    st.session_state[PENDING_KEY] = name
 
 
 def current_dataset() -> tuple[str, SourceSpec]:
