@@ -1,0 +1,91 @@
+"""The run directory: the contract between a training job and every page that reads it.
+
+    config.json, status.json, metrics.jsonl, checkpoints/{last,best}.pt, predictions.parquet, log.txt
+
+Every write is atomic (temporary file, then rename) so a reader never sees half a file and a
+killed job never leaves a corrupt one.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from core import workspace
+
+STATES = ("queued", "running", "finished", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+
+
+def runs_root() -> Path:
+    root = workspace.home() / "runs"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def config_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "config.json"
+
+
+def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
+    return Path(run_dir) / "checkpoints" / f"{which}.pt"
+
+
+def predictions_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "predictions.parquet"
+
+
+def log_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "log.txt"
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+def read_config(run_dir: Path) -> dict:
+    return read_json(config_path(run_dir), {})
+
+
+def read_status(run_dir: Path) -> dict:
+    return read_json(Path(run_dir) / "status.json", {"state": "queued"})
+
+
+def write_status(run_dir: Path, **fields) -> dict:
+    """Merge fields into status.json (and stamp the time), atomically."""
+    status = {**read_status(run_dir), **fields, "updated": time.time()}
+    workspace.atomic_write_json(Path(run_dir) / "status.json", status)
+    return status
+
+
+def read_metrics(run_dir: Path) -> pd.DataFrame:
+    """One row per finished epoch; an unfinished last line (a killed writer) is ignored."""
+    rows = []
+    try:
+        lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return pd.DataFrame()
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return pd.DataFrame(rows)
+
+
+def write_metrics(run_dir: Path, history: list[dict]) -> None:
+    """Rewrite metrics.jsonl from the full history (cheap: one line per epoch), atomically."""
+    text = "".join(json.dumps(row) + "\n" for row in history)
+    workspace.atomic_write_bytes(Path(run_dir) / "metrics.jsonl", text.encode())
+
+
+def log_tail(run_dir: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(log_path(run_dir).read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""

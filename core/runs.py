@@ -1,0 +1,173 @@
+"""Runs as background processes: create, launch, queue, watch, cancel, resume, list.
+
+A run is a directory (see core.rundir) and an independent process (`python -m core train`), so
+closing the browser tab or restarting the app neither kills nor forgets it. Runs on the same
+device queue behind a file lock; a process that died without saying so (kill -9, out of memory)
+is found by its pid and marked failed with the tail of its log.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from core import rundir, workspace
+from core.runconfig import make_config
+
+
+def new_run_id(config: dict) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{config['model']['name']}-{secrets.token_hex(2)}"
+
+
+def create_runs(config: dict) -> list[Path]:
+    """One run directory per seed ("repeat over N seeds"), each with its config and a queued status."""
+    config = make_config(config)
+    dirs = []
+    for i in range(config["repeats"]):
+        one = {**config, "seed": config["seed"] + i, "repeats": 1}
+        run_dir = rundir.runs_root() / new_run_id(one)
+        run_dir.mkdir(parents=True)
+        workspace.atomic_write_json(rundir.config_path(run_dir), one)
+        rundir.write_status(run_dir, state="queued", created=time.time(), message="waiting to start")
+        dirs.append(run_dir)
+    return dirs
+
+
+def launch(run_dir: Path, resume: bool = False) -> int:
+    """Start the training process detached from the caller; returns its pid."""
+    run_dir = Path(run_dir)
+    cmd = [sys.executable, "-m", "core", "train", "--config", str(rundir.config_path(run_dir)),
+           "--run-dir", str(run_dir)] + (["--resume"] if resume else [])
+    with open(rundir.log_path(run_dir), "ab") as log:
+        process = subprocess.Popen(cmd, cwd=workspace.PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   env={**os.environ, "LUMEN_HOME": str(workspace.home()),
+                                        "PYTHONUNBUFFERED": "1"})
+    rundir.write_status(run_dir, state="queued", pid=process.pid, message="waiting for the device",
+                        finished=None)
+    return process.pid
+
+
+# ---------------------------------------------------------------- queue
+
+
+@contextmanager
+def device_slot(device: str, on_wait: Callable[[], None], should_stop: Callable[[], bool]):
+    """Hold the device's lock while training; wait (cancellable) while another run holds it.
+
+    The lock is a file lock, so the kernel releases it when a process dies, however it dies.
+    """
+    lock_path = workspace.home() / "locks" / f"{device.replace(':', '-')}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        waited = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited:
+                    on_wait()
+                    waited = True
+                if should_stop():
+                    raise InterruptedError("cancelled while queued")
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- watching
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True while the process runs; a zombie (exited, not yet reaped) counts as dead."""
+    if not pid:
+        return False
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our child and has exited
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        try:
+            os.kill(pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+
+def status(run_dir: Path) -> dict:
+    """status.json, corrected when the process behind an active state is gone."""
+    current = rundir.read_status(run_dir)
+    if current.get("state") in rundir.ACTIVE and current.get("pid") and not pid_alive(current["pid"]) \
+            and not current.get("scheduler") == "slurm":
+        tail = rundir.log_tail(run_dir, 12)
+        current = rundir.write_status(run_dir, state="failed", finished=time.time(),
+                                      message="the training process died without finishing "
+                                              "(killed, or out of memory); resume continues from the "
+                                              "last finished epoch", log_tail=tail)
+    return current
+
+
+def cancel(run_dir: Path) -> bool:
+    """Ask the run's process to stop at the next batch; True when there was one to ask."""
+    current = status(run_dir)
+    pid = current.get("pid")
+    if current.get("state") not in rundir.ACTIVE or not pid_alive(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    return True
+
+
+def resume(run_dir: Path) -> int:
+    """Relaunch a cancelled or failed run from its last checkpoint (or from scratch without one)."""
+    current = status(run_dir)
+    if current.get("state") in rundir.ACTIVE:
+        raise ValueError("This run is still active; cancel it before resuming.")
+    return launch(run_dir, resume=rundir.checkpoint_path(run_dir, "last").exists())
+
+
+def wait(run_dir: Path, timeout: float = 600, poll: float = 0.5) -> dict:
+    """Block until the run leaves the active states (for tests and the command line)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = status(run_dir)
+        if current.get("state") not in rundir.ACTIVE:
+            return current
+        time.sleep(poll)
+    raise TimeoutError(f"run {Path(run_dir).name} still {current.get('state')} after {timeout:.0f} s")
+
+
+def list_runs() -> pd.DataFrame:
+    """One row per run, newest first: state, model, dataset, epochs and best validation figures."""
+    rows = []
+    for run_dir in sorted(rundir.runs_root().iterdir(), reverse=True):
+        if not rundir.config_path(run_dir).exists():
+            continue
+        config, current = rundir.read_config(run_dir), status(run_dir)
+        metrics = rundir.read_metrics(run_dir)
+        best = metrics[metrics["best"]].iloc[-1] if not metrics.empty and "best" in metrics else None
+        rows.append({
+            "run": run_dir.name, "state": current.get("state"), "dataset": config["dataset"].get("name"),
+            "model": config["model"]["name"], "frozen": config["model"]["freeze"],
+            "size": config["preprocess"]["size"], "seed": config["seed"],
+            "epochs": f"{len(metrics)}/{config['epochs']}",
+            "best val AUC": None if best is None else best.get("val_auc"),
+            "best val acc": None if best is None else best.get("val_accuracy"),
+            "message": current.get("message", ""), "path": str(run_dir),
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,142 @@
+"""The training engine and background runs, on the demo glomeruli at tiny sizes (CPU)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core import rundir, runs, train
+from core.registry import DEMO_DATASETS
+from core.runconfig import ConfigError, make_config
+from tests.conftest import ROOT
+
+GLOMERULI = next(iter(DEMO_DATASETS.values()))
+
+
+def tiny_config(**overrides) -> dict:
+    base = {"dataset": {"name": "demo glomeruli", "source": GLOMERULI.to_dict()},
+            "preprocess": {"size": 32}, "epochs": 2, "batch_size": 32,
+            "early_stopping": {"patience": 50, "metric": "val_auc"}}
+    for key, value in overrides.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return make_config(base)
+
+
+def test_tiny_run_writes_every_artifact(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    status = train.run(tiny_config(), run_dir)
+    assert status["state"] == "finished"
+    metrics = rundir.read_metrics(run_dir)
+    assert metrics["epoch"].tolist() == [1, 2]
+    for column in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_auc", "lr", "seconds",
+                   "images_per_s"):
+        assert metrics[column].notna().all(), column
+    for which in ("last", "best"):
+        ckpt = torch.load(rundir.checkpoint_path(run_dir, which), weights_only=True)
+        assert ckpt["classes"] == ["GS", "nonGS"] and ckpt["epoch"] in (1, 2)
+    predictions = pd.read_parquet(rundir.predictions_path(run_dir))
+    assert len(predictions) == 300 and set(predictions["split"]) == {"train", "val", "test"}
+    probs = predictions[["prob_GS", "prob_nonGS"]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    model, ckpt = train.load_run_model(run_dir)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_grouped_split_keeps_slides_apart(tmp_path):
+    data = train.load_data(tiny_config())
+    per_group = data.items.groupby("group")["split"].nunique()
+    assert (per_group == 1).all()
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"model": {"name": "alexnet-9000"}}, "Unknown model 'alexnet-9000'"),
+    ({"batch_size": 0}, "batch_size must be a whole number above 0"),
+    ({"dataset": {"name": "gone", "source": {"path": "/no/such/labels.csv"}}}, "does not exist"),
+    ({"optimiser": {"lr": -1}}, "learning rate must be above 0"),
+])
+def test_broken_configs_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(**override)
+
+
+def test_cli_refuses_a_broken_config_with_a_message(tmp_path):
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"dataset": {"source": GLOMERULI.to_dict()}, "batch_size": 0}))
+    result = subprocess.run([sys.executable, "-m", "core", "train", "--config", str(config)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "batch_size must be a whole number above 0" in result.stderr
+
+
+def _wait_for(predicate, timeout=180, poll=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError("condition not reached")
+
+
+def test_killed_run_shows_failed_and_resumes_to_the_same_epochs():
+    config = tiny_config(epochs=4, preprocess={"size": 96}, batch_size=8)
+    run_dir = runs.create_runs(config)[0]
+    pid = runs.launch(run_dir)
+    _wait_for(lambda: len(rundir.read_metrics(run_dir)) >= 1)
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)  # mid-epoch: no chance to write anything
+    status = _wait_for(lambda: (s := runs.status(run_dir))["state"] == "failed" and s)
+    assert "died" in status["message"]
+    done_before = len(rundir.read_metrics(run_dir))
+    assert 1 <= done_before < 4
+    runs.resume(run_dir)
+    final = runs.wait(run_dir, timeout=300)
+    assert final["state"] == "finished", rundir.log_tail(run_dir)
+    assert rundir.read_metrics(run_dir)["epoch"].tolist() == [1, 2, 3, 4]
+    model, ckpt = train.load_run_model(run_dir, "best")
+    assert ckpt["epoch"] in (1, 2, 3, 4)
+
+
+def test_cancel_then_resume():
+    config = tiny_config(epochs=30, preprocess={"size": 64}, batch_size=8)
+    run_dir = runs.create_runs(config)[0]
+    runs.launch(run_dir)
+    _wait_for(lambda: runs.status(run_dir).get("state") == "running" and len(rundir.read_metrics(run_dir)) >= 1)
+    assert runs.cancel(run_dir)
+    status = runs.wait(run_dir, timeout=120)
+    assert status["state"] == "cancelled"
+    epochs_done = len(rundir.read_metrics(run_dir))
+    assert epochs_done < 30
+    with open(rundir.config_path(run_dir)) as handle:  # shorten the rest so the test stays quick
+        saved = json.load(handle)
+    saved["epochs"] = epochs_done + 1
+    rundir.config_path(run_dir).write_text(json.dumps(saved))
+    runs.resume(run_dir)
+    assert runs.wait(run_dir, timeout=300)["state"] == "finished"
+    assert rundir.read_metrics(run_dir)["epoch"].tolist() == list(range(1, epochs_done + 2))
+
+
+def test_second_run_queues_behind_the_first():
+    first = runs.create_runs(tiny_config(epochs=6, preprocess={"size": 64}, batch_size=8))[0]
+    second = runs.create_runs(tiny_config())[0]
+    runs.launch(first)
+    _wait_for(lambda: runs.status(first).get("state") == "running")
+    runs.launch(second)
+    seen = _wait_for(lambda: "another run" in runs.status(second).get("message", "") and runs.status(second))
+    assert seen["state"] == "queued"
+    assert runs.wait(first, timeout=300)["state"] == "finished"
+    assert runs.wait(second, timeout=300)["state"] == "finished"
+    listed = runs.list_runs()
+    assert set(listed["run"]) >= {first.name, second.name}
+
+
+def test_repeats_make_one_run_per_seed():
+    dirs = runs.create_runs(tiny_config(repeats=3, seed=5))
+    seeds = [rundir.read_config(d)["seed"] for d in dirs]
+    assert seeds == [5, 6, 7]
