@@ -13,6 +13,9 @@ pages = st.navigation({
         st.Page("pages/dataset.py", title="Dataset", icon=":material/dataset:", default=True),
         st.Page("pages/padding.py", title="Padding", icon=":material/crop_square:"),
     ],
+    "Model": [
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    ],
 })
 st.logo("assets/logo.png")
 dataset_picker()

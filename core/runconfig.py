@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 from core.preprocess import check_options
+from core.sources import SourceSpec
+from core.workspace import PROJECT_ROOT
 
 OPTIMISERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "cosine", "plateau")
@@ -69,6 +71,15 @@ def load_config(path: str | Path) -> dict:
     return make_config(raw)
 
 
+def dataset_spec(config: dict) -> SourceSpec:
+    """The run's dataset; a relative path is relative to the repository, so committed configs
+    (the demo run, configs/) work wherever the repository is cloned."""
+    source = dict(config["dataset"].get("source") or {})
+    if source.get("path") and not Path(source["path"]).is_absolute():
+        source["path"] = str((PROJECT_ROOT / source["path"]).resolve())
+    return SourceSpec.from_dict(source)
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -83,9 +94,10 @@ def validate(config: dict) -> None:
     """Raise ConfigError for the first thing that would make the run fail."""
     from core.models import MODELS  # models import torch; keep config checks importable alone
 
-    source = config["dataset"].get("source") or {}
-    _require(bool(source.get("path")), "dataset.source.path is missing: choose a dataset.")
-    _require(Path(source["path"]).exists(), f"The dataset path {source['path']} does not exist.")
+    _require(bool((config["dataset"].get("source") or {}).get("path")),
+             "dataset.source.path is missing: choose a dataset.")
+    path = dataset_spec(config).path
+    _require(Path(path).exists(), f"The dataset path {path} does not exist.")
     model = config["model"]["name"]
     _require(model in MODELS, f"Unknown model '{model}': use one of {', '.join(MODELS)}.")
     _positive_int(config["epochs"], "epochs")

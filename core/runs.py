@@ -54,7 +54,7 @@ def launch(run_dir: Path, resume: bool = False) -> int:
                                    env={**os.environ, "LUMEN_HOME": str(workspace.home()),
                                         "PYTHONUNBUFFERED": "1"})
     rundir.write_status(run_dir, state="queued", pid=process.pid, message="waiting for the device",
-                        finished=None)
+                        finished=None, cancel_requested=False)
     return process.pid
 
 
@@ -115,6 +115,9 @@ def status(run_dir: Path) -> dict:
     current = rundir.read_status(run_dir)
     if current.get("state") in rundir.ACTIVE and current.get("pid") and not pid_alive(current["pid"]) \
             and not current.get("scheduler") == "slurm":
+        if current.get("cancel_requested"):  # stopped before its own handler could say so
+            return rundir.write_status(run_dir, state="cancelled", finished=time.time(),
+                                       message="cancelled; resume continues from the last finished epoch")
         tail = rundir.log_tail(run_dir, 12)
         current = rundir.write_status(run_dir, state="failed", finished=time.time(),
                                       message="the training process died without finishing "
@@ -129,6 +132,7 @@ def cancel(run_dir: Path) -> bool:
     pid = current.get("pid")
     if current.get("state") not in rundir.ACTIVE or not pid_alive(pid):
         return False
+    rundir.write_status(run_dir, cancel_requested=True, message="cancelling at the next batch")
     os.kill(pid, signal.SIGTERM)
     return True
 
@@ -169,5 +173,35 @@ def list_runs() -> pd.DataFrame:
             "best val AUC": None if best is None else best.get("val_auc"),
             "best val acc": None if best is None else best.get("val_accuracy"),
             "message": current.get("message", ""), "path": str(run_dir),
+        })
+    return pd.DataFrame(rows)
+
+
+def eta_seconds(current: dict, now: float | None = None) -> float | None:
+    """Time left from the share done so far; None before there is anything to go on."""
+    progress, started = current.get("progress") or 0.0, current.get("started")
+    if current.get("state") != "running" or not started or progress <= 0.01:
+        return None
+    elapsed = (now or time.time()) - started
+    return elapsed * (1 - progress) / progress
+
+
+def compare(run_dirs: list[Path]) -> pd.DataFrame:
+    """Settings and best validation figures of several runs, one row each, for the compare view."""
+    rows = []
+    for run_dir in run_dirs:
+        config, metrics = rundir.read_config(run_dir), rundir.read_metrics(run_dir)
+        best = metrics[metrics["best"]].iloc[-1] if not metrics.empty else None
+        rows.append({
+            "run": Path(run_dir).name, "model": config["model"]["name"], "frozen": config["model"]["freeze"],
+            "size": config["preprocess"]["size"], "pad": config["preprocess"]["pad_mode"],
+            "optimiser": config["optimiser"]["name"], "lr": config["optimiser"]["lr"],
+            "batch": config["batch_size"], "imbalance": config["imbalance"], "seed": config["seed"],
+            "epochs run": len(metrics),
+            "best epoch": None if best is None else int(best["epoch"]),
+            "best val AUC": None if best is None else best["val_auc"],
+            "best val acc": None if best is None else best["val_accuracy"],
+            "best val loss": None if best is None else best["val_loss"],
+            "images/s": None if metrics.empty else float(metrics["images_per_s"].median()),
         })
     return pd.DataFrame(rows)

@@ -25,9 +25,8 @@ from sklearn.metrics import roc_auc_score
 from core import rundir
 from core.datacache import prepared_array
 from core.models import build_model, set_train_mode
-from core.runconfig import ConfigError
+from core.runconfig import ConfigError, dataset_spec
 from core.scanning import scan, usable
-from core.sources import SourceSpec
 from core.splits import assign_splits
 
 PROGRESS_EVERY_S = 2.0
@@ -55,8 +54,7 @@ class Data:
 
 def load_data(config: dict, progress: Callable[[int, int], None] | None = None) -> Data:
     """Scan the source, split it, and decode + preprocess every usable image once (cached)."""
-    spec = SourceSpec.from_dict(config["dataset"]["source"])
-    manifest = scan(spec)
+    manifest = scan(dataset_spec(config))
     rows = manifest[usable(manifest)].reset_index(drop=True)
     classes = sorted(rows["label"].unique().tolist())
     if len(classes) < 2:

@@ -1,0 +1,150 @@
+"""Train page: launch runs as background processes, watch them live, cancel, resume, compare."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import rundir, runs
+from core.runconfig import ConfigError
+from core.sources import SourceError
+from ui.router import ensure_router
+from ui.run_config_form import run_config_form
+from ui.state import current_dataset
+
+ensure_router()
+
+SELECTED_KEY = "train_selected_run"
+
+
+def _launch(overrides: dict) -> None:
+    try:
+        dirs = runs.create_runs(overrides)
+    except (ConfigError, SourceError) as exc:
+        st.error(f"The run was not started: {exc}")
+        return
+    for run_dir in dirs:
+        runs.launch(run_dir)
+    st.session_state[SELECTED_KEY] = dirs[0].name
+    st.toast(f"Started {len(dirs)} run(s): {', '.join(d.name for d in dirs)}")
+
+
+def _curves(metrics: pd.DataFrame, title: str, pairs: list[tuple[str, str]]) -> go.Figure:
+    fig = go.Figure()
+    for column, name in pairs:
+        if column in metrics:
+            fig.add_scatter(x=metrics["epoch"], y=metrics[column], mode="lines+markers", name=name)
+    fig.update_layout(title=title, height=300, margin=dict(t=40, b=10), xaxis_title="epoch",
+                      legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(tickformat="d", dtick=max(1, len(metrics) // 10))
+    return fig
+
+
+def _progress(current: dict) -> None:
+    share = float(current.get("progress") or 0.0)
+    eta = runs.eta_seconds(current)
+    eta_text = f", about {eta / 60:.1f} min left" if eta is not None else ""
+    st.progress(min(share, 1.0), text=f"{current.get('state')}: epoch {current.get('epoch', 0)} of "
+                                      f"{current.get('epochs', '?')}{eta_text}. {current.get('message', '')}")
+
+
+def _actions(run_dir: Path, current: dict) -> None:
+    cols = st.columns([1, 1, 4])
+    if current.get("state") in rundir.ACTIVE:
+        if cols[0].button("Cancel run", icon=":material/stop:", key=f"cancel_{run_dir.name}"):
+            runs.cancel(run_dir)
+            st.toast("Cancelling: the run stops at the next batch.")
+    elif current.get("state") in ("cancelled", "failed"):
+        if cols[0].button("Resume run", icon=":material/replay:", key=f"resume_{run_dir.name}"):
+            runs.resume(run_dir)
+            st.toast("Resumed from the last finished epoch.")
+            st.rerun()
+
+
+def _monitor(run_dir: Path) -> None:
+    current = runs.status(run_dir)
+    metrics = rundir.read_metrics(run_dir)
+    st.markdown(f"#### {run_dir.name} · {current.get('state')}")
+    _progress(current)
+    if current.get("state") == "failed":
+        st.error(f"The run failed: {current.get('message', '')}")
+    _actions(run_dir, current)
+    if metrics.empty:
+        st.info("No finished epoch yet: curves appear after the first one.")
+    else:
+        cols = st.columns(3)
+        cols[0].plotly_chart(_curves(metrics, "Loss", [("train_loss", "train"), ("val_loss", "val")]),
+                             width="stretch", key=f"loss_{run_dir.name}")
+        cols[1].plotly_chart(_curves(metrics, "Accuracy and AUC", [("train_accuracy", "train accuracy"),
+                                     ("val_accuracy", "val accuracy"), ("val_auc", "val ROC AUC")]),
+                             width="stretch", key=f"acc_{run_dir.name}")
+        cols[2].plotly_chart(_curves(metrics, "Speed (images/s)", [("images_per_s", "train")]),
+                             width="stretch", key=f"speed_{run_dir.name}")
+        best = metrics[metrics["best"]].iloc[-1]
+        st.caption(f"Best epoch {int(best['epoch'])}: val AUC {best['val_auc']:.4f}, val accuracy "
+                   f"{best['val_accuracy']:.3f}, val loss {best['val_loss']:.4f}. "
+                   f"{current.get('message', '')}")
+    with st.expander("Log (last lines)", expanded=current.get("state") == "failed"):
+        st.code(rundir.log_tail(run_dir, 25) or "(empty)", language=None)
+
+
+def _runs_table(table: pd.DataFrame) -> str | None:
+    shown = table
+    columns = ["run", "state", "dataset", "model", "size", "seed", "epochs", "best val AUC", "best val acc"]
+    event = st.dataframe(shown[columns], hide_index=True, width="stretch", on_select="rerun",
+                         selection_mode="single-row", key="train_runs_table",
+                         column_config={"best val AUC": st.column_config.NumberColumn(format="%.4f"),
+                                        "best val acc": st.column_config.NumberColumn(format="%.3f")})
+    rows = event.selection.rows if event and event.selection else []
+    if rows:
+        st.session_state[SELECTED_KEY] = table.iloc[rows[0]]["run"]
+    return st.session_state.get(SELECTED_KEY)
+
+
+def _compare(table: pd.DataFrame) -> None:
+    chosen = st.multiselect("Compare runs", table["run"].tolist(), key="train_compare")
+    if len(chosen) < 2:
+        st.caption("Pick two or more runs to compare their settings and validation curves.")
+        return
+    dirs = [rundir.runs_root() / name for name in chosen]
+    st.dataframe(runs.compare(dirs), hide_index=True, width="stretch")
+    fig = go.Figure()
+    for run_dir in dirs:
+        metrics = rundir.read_metrics(run_dir)
+        if not metrics.empty:
+            fig.add_scatter(x=metrics["epoch"], y=metrics["val_auc"], mode="lines+markers", name=run_dir.name)
+    fig.update_layout(title="Validation ROC AUC", height=320, xaxis_title="epoch", margin=dict(t=40, b=10))
+    st.plotly_chart(fig, width="stretch")
+
+
+st.title("Train")
+name, spec = current_dataset()
+with st.expander("New run", expanded=not any(rundir.runs_root().iterdir())):
+    overrides = run_config_form(name, spec)
+    if overrides is not None:
+        _launch(overrides)
+
+
+
+@st.fragment(run_every=2.0)
+def _runs_section() -> None:
+    """The run list and the chosen run, polled from the run directories every two seconds; the
+    rest of the page (the new-run form) does not rerun."""
+    table = runs.list_runs()
+    if table.empty:
+        st.info("No runs yet: set up a run above and launch it. Runs keep going when you close the tab.")
+        return
+    st.subheader("Runs")
+    selected = _runs_table(table)
+    if selected not in table["run"].tolist():
+        selected = table["run"].iloc[0]
+    _monitor(rundir.runs_root() / selected)
+
+
+_runs_section()
+table = runs.list_runs()
+if len(table) >= 2:
+    st.subheader("Compare")
+    _compare(table)

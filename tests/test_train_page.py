@@ -1,0 +1,64 @@
+"""AppTest of the Train page: launch a tiny real run, watch it finish, cancel and resume another."""
+import time
+
+from streamlit.testing.v1 import AppTest
+
+from core import rundir, runs
+from tests.conftest import ROOT
+
+
+def open_train_page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def set_tiny(at: AppTest, epochs: int) -> None:
+    at.selectbox(key="train_size").select(32)
+    at.number_input(key="train_epochs").set_value(epochs)
+    at.number_input(key="train_batch").set_value(16 if epochs > 2 else 64)
+
+
+def only_run() -> rundir.Path:
+    dirs = [d for d in rundir.runs_root().iterdir() if d.is_dir()]
+    assert len(dirs) == 1
+    return dirs[0]
+
+
+def test_empty_page_explains_what_to_do():
+    at = open_train_page()
+    assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_launch_a_run_and_see_it_finish():
+    at = open_train_page()
+    set_tiny(at, epochs=2)
+    at.button(key="train_launch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    run_dir = only_run()
+    assert rundir.read_config(run_dir)["preprocess"]["size"] == 32
+    assert runs.wait(run_dir, timeout=240)["state"] == "finished", rundir.log_tail(run_dir)
+    at.run()
+    assert not at.exception
+    assert any(run_dir.name in m.value and "finished" in m.value for m in at.markdown)
+    assert any(c.value.startswith("Best epoch") for c in at.caption)
+
+
+def test_cancel_and_resume_from_the_page():
+    at = open_train_page()
+    set_tiny(at, epochs=200)
+    at.button(key="train_launch").click().run()
+    run_dir = only_run()
+    deadline = time.monotonic() + 120
+    while runs.status(run_dir).get("state") != "running" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    at.run()
+    at.button(key=f"cancel_{run_dir.name}").click().run()
+    assert runs.wait(run_dir, timeout=120)["state"] == "cancelled"
+    at.run()
+    at.button(key=f"resume_{run_dir.name}").click().run()
+    assert runs.status(run_dir)["state"] in rundir.ACTIVE
+    runs.cancel(run_dir)
+    assert runs.wait(run_dir, timeout=120)["state"] == "cancelled"
