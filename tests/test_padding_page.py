@@ -115,3 +115,17 @@ def test_export_into_a_foreign_folder_shows_an_error_not_a_traceback(page, tmp_p
     assert not page.exception
     assert any("not empty" in e.value for e in page.error)
     assert not (foreign / "labels.csv").exists()
+
+
+def test_page_works_on_a_dataset_added_by_the_user(tmp_path, monkeypatch):
+    from core.sources import SourceSpec
+    from tests.conftest import SHARED_DATA
+    monkeypatch.setenv("LUMEN_HOME", str(tmp_path / "home"))
+    registry.add_dataset("BCCD full", SourceSpec(str(SHARED_DATA / "bccd_crops" / "labels.csv"),
+                                                 label_column="cell_type", group_column="source_image"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["dataset_name"] = "BCCD full"
+    at.switch_page("pages/padding.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(item_lines(at)) > 0
