@@ -15,6 +15,7 @@ pages = st.navigation({
     ],
     "Model": [
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/threshold.py", title="Threshold", icon=":material/tune:"),
     ],
 })
 st.logo("assets/logo.png")

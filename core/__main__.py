@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.runconfig import ConfigError, load_config
 from core.scanning import scan
+from core.slurm import SlurmError
 from core.sources import SourceError, SourceSpec
 from core.summary import summarize
 
@@ -30,25 +31,33 @@ def _scan_command(args) -> int:
     return 0
 
 
+def _run_dir(args, config: dict) -> Path:
+    """The run directory named on the command line, or a new one in the workspace; it holds config.json."""
+    from core import rundir, runs
+    from core.workspace import atomic_write_json
+
+    if args.run_dir is None and "LOCAL_RANK" in os.environ:  # each torchrun process would make its own
+        raise ConfigError("Under torchrun every process must write to the same run: pass --run-dir.")
+    run_dir = Path(args.run_dir) if args.run_dir else runs.create_runs({**config, "repeats": 1})[0]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not rundir.config_path(run_dir).exists():
+        atomic_write_json(rundir.config_path(run_dir), config)
+    return run_dir
+
+
 def _train_command(args) -> int:
     """Train one run in this process; SIGTERM (the app's Cancel) stops it at the next batch."""
     from core import rundir, runs, train  # torch is imported only for this command
 
     config = load_config(args.config)
-    run_dir = Path(args.run_dir) if args.run_dir else None
-    if run_dir is None:
-        run_dir = runs.create_runs({**config, "repeats": 1})[0]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not rundir.config_path(run_dir).exists():
-        from core.workspace import atomic_write_json
-        atomic_write_json(rundir.config_path(run_dir), config)
+    run_dir = _run_dir(args, config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     lead = int(os.environ.get("RANK", "0")) == 0
     if lead:
         rundir.write_status(run_dir, pid=os.getpid(), state="queued", message="waiting for the device")
     print(f"[lumen] run directory {run_dir}", flush=True)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: the launcher owns the devices
+    if "LOCAL_RANK" in os.environ:  # torchrun (SLURM too), even with one process: the launcher owns the devices
         return train.run_safely(config, run_dir, args.resume, stop.is_set)
     device = str(train.select_device(config["device"]))
     try:
@@ -58,6 +67,38 @@ def _train_command(args) -> int:
     except InterruptedError:
         rundir.write_status(run_dir, state="cancelled", message="cancelled while queued")
         return 0
+
+
+def _slurm_command(args) -> int:
+    """Write the run's SLURM job script, print it, and with --submit hand it to sbatch."""
+    from core import slurm
+
+    run_dir = _run_dir(args, load_config(args.config))
+    options = {key: value for key in ("partition", "gpus", "cpus", "mem", "time", "account", "nodes", "resume")
+               if (value := getattr(args, key)) is not None}
+    script = slurm.write_sbatch(run_dir, **options)
+    print(f"{script}\n\n{script.read_text()}", flush=True)
+    if args.submit:
+        print(f"submitted: SLURM job {slurm.submit(run_dir, **options)}")
+    return 0
+
+
+def _evaluate_command(args) -> int:
+    from core.evaluation import evaluate_run
+
+    try:
+        report = evaluate_run(Path(args.run_dir), args.split, args.threshold, args.positive)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        m = report["metrics"]
+        print(f"{report['run']} {report['split']}: positive {report['positive_class']}, threshold "
+              f"{report['threshold']:.4f} ({report['threshold_source']}); sensitivity {m['sensitivity']:.3f}, "
+              f"specificity {m['specificity']:.3f}, ROC AUC {report['roc_auc']:.4f}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -79,10 +120,32 @@ def main(argv=None) -> int:
     train_parser.add_argument("--run-dir", help="where to write the run (default: a new folder in the workspace)")
     train_parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     train_parser.set_defaults(handler=_train_command)
+    eval_parser = commands.add_parser("evaluate", help="metrics of a run at its saved (or a given) threshold")
+    eval_parser.add_argument("run_dir")
+    eval_parser.add_argument("--split", default="test")
+    eval_parser.add_argument("--threshold", type=float)
+    eval_parser.add_argument("--positive", help="the positive class (default: the saved one, else the rarer)")
+    eval_parser.add_argument("--json", action="store_true")
+    eval_parser.set_defaults(handler=_evaluate_command)
+    slurm_parser = commands.add_parser("slurm", help="write (and submit) a SLURM job that trains one run")
+    slurm_parser.add_argument("--config", required=True, help="a run config (JSON); see core/runconfig.py")
+    slurm_parser.add_argument("--run-dir", help="the run directory, on a filesystem the compute nodes share "
+                                                "(default: a new folder in the workspace)")
+    slurm_parser.add_argument("--partition")
+    slurm_parser.add_argument("--gpus", type=int, help="GPUs per node, one training process each (0: CPU only)")
+    slurm_parser.add_argument("--cpus", type=int, help="CPU cores per node")
+    slurm_parser.add_argument("--mem", help="memory per node, e.g. 32G")
+    slurm_parser.add_argument("--time", help="time limit, e.g. 04:00:00")
+    slurm_parser.add_argument("--account")
+    slurm_parser.add_argument("--nodes", type=int)
+    slurm_parser.add_argument("--resume", action="store_true", default=None,
+                              help="continue from the run's last checkpoint")
+    slurm_parser.add_argument("--submit", action="store_true", help="submit it with sbatch (on the login node)")
+    slurm_parser.set_defaults(handler=_slurm_command)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (SourceError, ConfigError) as exc:
+    except (SourceError, ConfigError, SlurmError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

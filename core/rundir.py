@@ -25,6 +25,12 @@ def runs_root() -> Path:
     return root
 
 
+def demo_runs() -> list[Path]:
+    """Runs shipped with the repository (assets/demo/runs), so analysis pages work at first start."""
+    root = workspace.DEMO_DIR / "runs"
+    return sorted(d for d in root.iterdir() if (d / "predictions.parquet").exists()) if root.exists() else []
+
+
 def config_path(run_dir: Path) -> Path:
     return Path(run_dir) / "config.json"
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 import pandas as pd
 
-from core import rundir, workspace
+from core import rundir, slurm, workspace
 from core.runconfig import make_config
 
 
@@ -54,7 +54,7 @@ def launch(run_dir: Path, resume: bool = False) -> int:
                                    env={**os.environ, "LUMEN_HOME": str(workspace.home()),
                                         "PYTHONUNBUFFERED": "1"})
     rundir.write_status(run_dir, state="queued", pid=process.pid, message="waiting for the device",
-                        finished=None, cancel_requested=False)
+                        finished=None, cancel_requested=False, scheduler="local")
     return process.pid
 
 
@@ -113,8 +113,9 @@ def pid_alive(pid: int | None) -> bool:
 def status(run_dir: Path) -> dict:
     """status.json, corrected when the process behind an active state is gone."""
     current = rundir.read_status(run_dir)
-    if current.get("state") in rundir.ACTIVE and current.get("pid") and not pid_alive(current["pid"]) \
-            and not current.get("scheduler") == "slurm":
+    if current.get("state") in rundir.ACTIVE and current.get("scheduler") == "slurm":
+        return slurm.reconcile(run_dir, current)  # its pid lives on a compute node
+    if current.get("state") in rundir.ACTIVE and current.get("pid") and not pid_alive(current["pid"]):
         if current.get("cancel_requested"):  # stopped before its own handler could say so
             return rundir.write_status(run_dir, state="cancelled", finished=time.time(),
                                        message="cancelled; resume continues from the last finished epoch")
@@ -129,6 +130,8 @@ def status(run_dir: Path) -> dict:
 def cancel(run_dir: Path) -> bool:
     """Ask the run's process to stop at the next batch; True when there was one to ask."""
     current = status(run_dir)
+    if current.get("scheduler") == "slurm":
+        return slurm.cancel(run_dir, current)
     pid = current.get("pid")
     if current.get("state") not in rundir.ACTIVE or not pid_alive(pid):
         return False

@@ -321,14 +321,16 @@ def load_run_model(run_dir: Path, which: str = "best") -> tuple[torch.nn.Module,
 # ---------------------------------------------------------------- the run
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed(device: torch.device) -> tuple[int, int]:
     """(rank, world size); starts the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
     import torch.distributed as dist
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # NCCL's object broadcasts (stop, cancel) use the current GPU
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), world
 
 
@@ -358,10 +360,10 @@ def run(config: dict, run_dir: Path, resume: bool = False,
         should_stop: Callable[[], bool] = lambda: False) -> dict:
     """Train one run to the end (or to early stopping, or until cancelled); returns final status."""
     run_dir = Path(run_dir)
-    rank, world = _distributed()
+    device = select_device(config["device"])
+    rank, world = _distributed(device)
     lead = rank == 0
     status = (lambda **f: rundir.write_status(run_dir, **f)) if lead else (lambda **f: None)
-    device = select_device(config["device"])
     torch.manual_seed(config["seed"] + rank)
     status(state="running", message="decoding and preprocessing images (cached after the first run)",
            started=time.time(), device=str(device), epochs=config["epochs"], epoch=0, progress=0.0)

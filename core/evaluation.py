@@ -1,0 +1,159 @@
+"""From a run's predictions to the numbers the threshold page and `python -m core evaluate` show.
+
+The operating point (positive class, threshold, where it was tuned) is saved with the run in
+operating_point.json, so the review page and exports use the same decision.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+
+from core import metrics, rundir, workspace
+
+OPERATING_POINT = "operating_point.json"
+
+
+def load_predictions(run_dir: Path) -> pd.DataFrame:
+    path = rundir.predictions_path(run_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"{Path(run_dir).name} has no predictions yet: the run has not finished.")
+    return pd.read_parquet(path)
+
+
+def classes_of(predictions: pd.DataFrame) -> list[str]:
+    return [c[len("prob_"):] for c in predictions.columns if c.startswith("prob_")]
+
+
+def default_positive(predictions: pd.DataFrame) -> str:
+    """The rarer class: in a screening question that is usually the finding (GS, tumour, ...)."""
+    counts = predictions["label"].value_counts()
+    return str(counts.idxmin()) if len(counts) else classes_of(predictions)[-1]
+
+
+def binary_scores(predictions: pd.DataFrame, positive: str, split: str | None = None):
+    """(is_positive, score) of the positive class, one-vs-rest, for one split or all."""
+    rows = predictions if split is None else predictions[predictions["split"] == split]
+    if f"prob_{positive}" not in rows:
+        raise ValueError(f"Unknown class '{positive}': the run's classes are {', '.join(classes_of(predictions))}.")
+    return (rows["label"] == positive).to_numpy(), rows[f"prob_{positive}"].to_numpy(dtype=np.float64)
+
+
+def summary(curve: metrics.Curve, threshold: float, n_boot: int = 2000) -> dict:
+    """Confusion matrix, every rate with a bootstrap interval, and the threshold-free areas.
+
+    Takes a prepared Curve, so a caller that moves the threshold sorts the scores only once."""
+    counts = curve.counts(threshold)
+    return {
+        "threshold": float(threshold), "n": curve.n, "positives": curve.n_pos, "negatives": curve.n_neg,
+        "confusion_matrix": metrics.confusion_matrix(counts).tolist(),
+        "metrics": {k: _clean(v) for k, v in metrics.rates(counts).items()},
+        "intervals_95": metrics.bootstrap_intervals(counts, n_boot=n_boot) if n_boot else {},
+        "roc_auc": _clean(curve.roc_auc()), "average_precision": _clean(curve.average_precision()),
+    }
+
+
+def _clean(value) -> float | None:
+    value = float(value)
+    return None if np.isnan(value) else value
+
+
+# ---------------------------------------------------------------- operating point
+
+
+def save_operating_point(run_dir: Path, positive: str, threshold: float, tuned_on: str, method: str) -> dict:
+    point = {"positive_class": positive, "threshold": float(threshold), "tuned_on": tuned_on,
+             "method": method, "saved": time.time()}
+    workspace.atomic_write_json(Path(run_dir) / OPERATING_POINT, point)
+    return point
+
+
+def load_operating_point(run_dir: Path) -> dict | None:
+    return rundir.read_json(Path(run_dir) / OPERATING_POINT)
+
+
+def evaluate_run(run_dir: Path, split: str = "test", threshold: float | None = None,
+                 positive: str | None = None) -> dict:
+    """The command line's report: at the given, else the saved, else 0.5 threshold."""
+    predictions = load_predictions(run_dir)
+    saved = load_operating_point(run_dir) or {}
+    positive = positive or saved.get("positive_class") or default_positive(predictions)
+    if threshold is not None:
+        source = "given"
+    elif saved.get("positive_class") == positive:
+        threshold, source = saved["threshold"], f"saved (tuned on {saved.get('tuned_on')})"
+    else:
+        threshold, source = 0.5, "default"
+    if split not in set(predictions["split"]):
+        raise ValueError(f"The run has no '{split}' split; it has {', '.join(sorted(set(predictions['split'])))}.")
+    is_pos, scores = binary_scores(predictions, positive, split)
+    return {"run": Path(run_dir).name, "split": split, "positive_class": positive, "threshold_source": source,
+            **summary(metrics.Curve.from_scores(is_pos, scores), threshold)}
+
+
+# ---------------------------------------------------------------- several classes
+
+
+def argmax_confusion(predictions: pd.DataFrame, split: str) -> tuple[list[str], np.ndarray]:
+    """K x K counts, rows true, columns predicted by the largest probability."""
+    classes = classes_of(predictions)
+    rows = predictions[predictions["split"] == split]
+    predicted = rows[[f"prob_{c}" for c in classes]].to_numpy().argmax(axis=1)
+    truth = pd.Categorical(rows["label"], categories=classes).codes
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(matrix, (truth[truth >= 0], predicted[truth >= 0]), 1)
+    return classes, matrix
+
+
+def decide(probs: np.ndarray, thresholds: np.ndarray, fallback: int) -> np.ndarray:
+    """Per-class thresholds: the most probable class among those over their threshold, else fallback."""
+    over = probs >= thresholds[None, :]
+    masked = np.where(over, probs, -np.inf)
+    choice = masked.argmax(axis=1)
+    return np.where(over.any(axis=1), choice, fallback)
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def reliability(is_positive: np.ndarray, scores: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Per equal-width bin: mean predicted score, observed positive rate, count."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    frame = pd.DataFrame({"bin": which, "score": scores, "positive": is_positive.astype(float)})
+    table = frame.groupby("bin").agg(mean_score=("score", "mean"), observed=("positive", "mean"),
+                                     count=("score", "size")).reset_index()
+    table["low"], table["high"] = edges[table["bin"]], edges[table["bin"] + 1]
+    return table
+
+
+def expected_calibration_error(is_positive: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
+    table = reliability(is_positive, scores, bins)
+    return float((table["count"] * (table["mean_score"] - table["observed"]).abs()).sum() / max(len(scores), 1))
+
+
+def brier(is_positive: np.ndarray, scores: np.ndarray) -> float:
+    return float(np.mean((scores - is_positive.astype(float)) ** 2)) if len(scores) else float("nan")
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T that minimises the negative log-likelihood of softmax(log p / T) on
+    validation; T > 1 softens an over-confident model."""
+    logits = np.log(np.clip(probs, 1e-12, 1))
+
+    def nll(t: float) -> float:
+        return float(-np.mean(_log_softmax(logits / t)[np.arange(len(labels)), labels]))
+
+    return float(minimize_scalar(nll, bounds=(0.05, 20), method="bounded").x)
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    return np.exp(_log_softmax(np.log(np.clip(probs, 1e-12, 1)) / temperature))
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))

@@ -1,0 +1,174 @@
+"""Threshold analysis: sort the scores once, then answer any threshold by binary search.
+
+A slider move then costs O(log n) instead of the O(n log n) of recomputing with scikit-learn,
+which is what keeps the threshold page instant with a million predictions. Curves follow
+scikit-learn's conventions exactly (an item is positive when its score is >= the threshold;
+tied scores form one point), and the tests use scikit-learn as the oracle.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+COUNT_NAMES = ("tp", "fp", "fn", "tn")
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Scores sorted descending with cumulative positive counts: everything a threshold needs."""
+
+    scores: np.ndarray  # descending
+    cum_pos: np.ndarray  # positives among the top k items, for k = 1..n
+    n_pos: int
+    n_neg: int
+
+    @classmethod
+    def from_scores(cls, is_positive, scores) -> "Curve":
+        scores = np.asarray(scores, dtype=np.float64)
+        is_positive = np.asarray(is_positive, dtype=bool)
+        if scores.shape != is_positive.shape or scores.ndim != 1:
+            raise ValueError("scores and labels must be 1-D arrays of the same length")
+        order = np.argsort(scores, kind="mergesort")[::-1]
+        labels = is_positive[order]
+        n_pos = int(labels.sum())
+        return cls(scores[order], np.cumsum(labels, dtype=np.int64), n_pos, len(labels) - n_pos)
+
+    @property
+    def n(self) -> int:
+        return self.n_pos + self.n_neg
+
+    def counts(self, threshold) -> dict[str, np.ndarray]:
+        """Confusion counts at one threshold or an array of them (score >= threshold is positive)."""
+        t = np.asarray(threshold, dtype=np.float64)
+        # -scores ascends, and score >= t  <=>  -score <= -t
+        predicted_pos = np.searchsorted(-self.scores, -t, side="right")
+        tp = np.where(predicted_pos > 0, self.cum_pos[np.maximum(predicted_pos - 1, 0)], 0)
+        fp = predicted_pos - tp
+        return {"tp": tp, "fp": fp, "fn": self.n_pos - tp, "tn": self.n_neg - fp}
+
+    def _distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(fps, tps, thresholds) at each distinct score, as scikit-learn's _binary_clf_curve."""
+        last_of_tie = np.r_[np.flatnonzero(np.diff(self.scores)), self.n - 1]
+        tps = self.cum_pos[last_of_tie]
+        return 1 + last_of_tie - tps, tps, self.scores[last_of_tie]
+
+    def roc(self, drop_intermediate: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(fpr, tpr, thresholds) exactly as sklearn.metrics.roc_curve returns them."""
+        fps, tps, thresholds = self._distinct()
+        if drop_intermediate and len(fps) > 2:
+            keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
+            fps, tps, thresholds = fps[keep], tps[keep], thresholds[keep]
+        fps, tps, thresholds = np.r_[0, fps], np.r_[0, tps], np.r_[np.inf, thresholds]
+        fpr = fps / fps[-1] if fps[-1] > 0 else np.full(fps.shape, np.nan)
+        tpr = tps / tps[-1] if tps[-1] > 0 else np.full(tps.shape, np.nan)
+        return fpr, tpr, thresholds
+
+    def pr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(precision, recall, thresholds) exactly as sklearn.metrics.precision_recall_curve."""
+        fps, tps, thresholds = self._distinct()
+        predicted = tps + fps
+        precision = np.divide(tps, predicted, out=np.zeros(len(tps)), where=predicted != 0)
+        recall = tps / tps[-1] if tps[-1] > 0 else np.ones(len(tps))
+        return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0], thresholds[::-1]
+
+    def roc_auc(self) -> float:
+        if self.n_pos == 0 or self.n_neg == 0:
+            return float("nan")
+        fpr, tpr, _ = self.roc(drop_intermediate=False)
+        return float(np.trapezoid(tpr, fpr))
+
+    def average_precision(self) -> float:
+        """Area under the PR curve as a step function (scikit-learn's average_precision_score)."""
+        if self.n_pos == 0:
+            return float("nan")
+        precision, recall, _ = self.pr()
+        return float(-np.sum(np.diff(recall) * precision[:-1]))
+
+
+def _ratio(num, den) -> np.ndarray:
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den != 0)
+
+
+def rates(counts: dict) -> dict[str, np.ndarray]:
+    """Every threshold metric from confusion counts (arrays broadcast, so this serves bootstraps)."""
+    tp, fp, fn, tn = (np.asarray(counts[k], dtype=np.float64) for k in COUNT_NAMES)
+    sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    ppv, npv = _ratio(tp, tp + fp), _ratio(tn, tn + fn)
+    mcc_den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return {
+        "sensitivity": sensitivity, "specificity": specificity, "ppv": ppv, "npv": npv,
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn), "accuracy": _ratio(tp + tn, tp + fp + fn + tn),
+        "balanced_accuracy": (sensitivity + specificity) / 2,
+        "mcc": _ratio(tp * tn - fp * fn, mcc_den), "youden_j": sensitivity + specificity - 1,
+    }
+
+
+def confusion_matrix(counts: dict) -> np.ndarray:
+    """[[tn, fp], [fn, tp]]: rows true, columns predicted, negative first (scikit-learn's layout)."""
+    return np.array([[int(counts["tn"]), int(counts["fp"])], [int(counts["fn"]), int(counts["tp"])]])
+
+
+def bootstrap_intervals(counts: dict, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Percentile intervals of every rate at a fixed threshold.
+
+    Resampling n items with replacement and re-counting them is the same as drawing the four cell
+    counts from Multinomial(n, observed shares), so this costs O(n_boot), not O(n_boot * n).
+    """
+    cells = np.array([int(counts[k]) for k in COUNT_NAMES])
+    n = cells.sum()
+    if n == 0:
+        return {}
+    draws = np.random.default_rng(seed).multinomial(n, cells / n, size=n_boot)
+    sampled = rates(dict(zip(COUNT_NAMES, draws.T)))
+    low, high = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    return {name: (float(np.nanpercentile(v, low)), float(np.nanpercentile(v, high)))
+            for name, v in sampled.items() if np.isfinite(v).any()}
+
+
+# ---------------------------------------------------------------- suggested thresholds
+
+
+def candidate_thresholds(curve: Curve) -> np.ndarray:
+    """Every distinct score: the only places where the confusion matrix changes."""
+    return curve._distinct()[2]
+
+
+def _best(curve: Curve, values: np.ndarray, thresholds: np.ndarray) -> float | None:
+    if not np.isfinite(values).any():
+        return None
+    return float(thresholds[int(np.nanargmax(values))])
+
+
+def youden_threshold(curve: Curve) -> float | None:
+    t = candidate_thresholds(curve)
+    return _best(curve, rates(curve.counts(t))["youden_j"], t)
+
+
+def best_f1_threshold(curve: Curve) -> float | None:
+    t = candidate_thresholds(curve)
+    return _best(curve, rates(curve.counts(t))["f1"], t)
+
+
+def threshold_for_sensitivity(curve: Curve, target: float) -> float | None:
+    """The highest threshold whose sensitivity reaches the target (so specificity is the best
+    it can be there); None when no threshold reaches it."""
+    t = candidate_thresholds(curve)  # descending, so sensitivity rises along it
+    ok = np.flatnonzero(rates(curve.counts(t))["sensitivity"] >= target)
+    return float(t[ok[0]]) if len(ok) else None
+
+
+def threshold_for_specificity(curve: Curve, target: float) -> float | None:
+    """The lowest threshold whose specificity still reaches the target (best sensitivity there)."""
+    t = candidate_thresholds(curve)
+    ok = np.flatnonzero(rates(curve.counts(t))["specificity"] >= target)
+    return float(t[ok[-1]]) if len(ok) else None
+
+
+def least_cost_threshold(curve: Curve, cost_fn: float, cost_fp: float, prevalence: float) -> float | None:
+    """Minimise expected cost per case: cost_fn * prevalence * (1 - sens) + cost_fp * (1 - prev) * (1 - spec)."""
+    t = candidate_thresholds(curve)
+    r = rates(curve.counts(t))
+    cost = cost_fn * prevalence * (1 - r["sensitivity"]) + cost_fp * (1 - prevalence) * (1 - r["specificity"])
+    return _best(curve, -cost, t)

@@ -1,0 +1,136 @@
+"""The Threshold page (AppTest) and `python -m core evaluate` on real tiny runs."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import confusion_matrix
+from streamlit.testing.v1 import AppTest
+
+from core import evaluation, rundir, train
+from core.registry import DEMO_DATASETS
+from core.runconfig import make_config
+from tests.conftest import ROOT
+
+GLOMERULI, BCCD = list(DEMO_DATASETS.values())[:2]
+
+
+def _train(home, spec, name) -> rundir.Path:
+    config = make_config({"dataset": {"name": name, "source": spec.to_dict()}, "preprocess": {"size": 32},
+                          "epochs": 2, "batch_size": 64})
+    run_dir = home / "runs" / name
+    run_dir.mkdir(parents=True)
+    rundir.config_path(run_dir).write_text(json.dumps(config))
+    train.run(config, run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("threshold-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LUMEN_HOME", str(home))
+        _train(home, GLOMERULI, "b-binary")
+        _train(home, BCCD, "a-multiclass")
+    return home
+
+
+@pytest.fixture
+def at(home, monkeypatch):
+    monkeypatch.setenv("LUMEN_HOME", str(home))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    app.session_state["analysis_run"] = "b-binary"
+    app.switch_page("pages/threshold.py")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def _table(app) -> pd.DataFrame:
+    return next(df.value for df in app.dataframe if "metric" in df.value.columns)
+
+
+def _slider(app):
+    return next(s for s in app.slider if s.key.startswith("thr_value_"))
+
+
+def test_slider_moves_the_numbers(at):
+    before = _table(at)
+    _slider(at).set_value(0.05).run()
+    low = _table(at)
+    _slider(at).set_value(0.95).run()
+    high = _table(at)
+    assert not at.exception
+    sens = lambda t: float(t.set_index("metric").loc["sensitivity", "validation"].split()[0])  # noqa: E731
+    assert sens(low) >= sens(before) >= sens(high)
+    assert sens(low) > sens(high)
+
+
+def test_suggested_threshold_applies_in_one_click(at):
+    button = next(b for b in at.button if b.key == "thr_btn_Youden")
+    button.click().run()
+    assert not at.exception
+    preds = evaluation.load_predictions(rundir.runs_root() / "b-binary")
+    from core import metrics
+    is_pos, scores = evaluation.binary_scores(preds, "GS", "val")
+    expected = metrics.youden_threshold(metrics.Curve.from_scores(is_pos, scores))
+    assert _slider(at).value == pytest.approx(np.floor(expected * 1e4) / 1e4)
+
+
+def test_tuning_on_test_warns(at):
+    at.radio(key="thr_tune").set_value("test").run()
+    assert any("optimistic" in w.value for w in at.warning)
+
+
+def test_saved_threshold_survives_a_restart(at, home, monkeypatch):
+    _slider(at).set_value(0.3).run()
+    next(b for b in at.button if "Save this operating point" in b.label).click().run()
+    saved = evaluation.load_operating_point(home / "runs" / "b-binary")
+    assert saved["threshold"] == pytest.approx(0.3) and saved["tuned_on"] == "val"
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    fresh.session_state["analysis_run"] = "b-binary"
+    fresh.switch_page("pages/threshold.py")
+    fresh.run()
+    assert _slider(fresh).value == pytest.approx(0.3)
+
+
+def test_multiclass_run_one_vs_rest(at):
+    at.selectbox(key="analysis_run").select("a-multiclass").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="thr_pos_a-multiclass").options == ["Platelets", "RBC", "WBC"]
+    at.selectbox(key="thr_pos_a-multiclass").select("WBC").run()
+    _slider(at).set_value(0.2).run()
+    assert not at.exception
+    assert any("argmax" in e.label for e in at.expander)
+
+
+def test_cli_evaluate_matches_sklearn(home):
+    run_dir = home / "runs" / "b-binary"
+    result = subprocess.run([sys.executable, "-m", "core", "evaluate", str(run_dir), "--split", "test",
+                             "--threshold", "0.4", "--positive", "GS", "--json"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, env={"LUMEN_HOME": str(home), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    preds = pd.read_parquet(run_dir / "predictions.parquet").query("split == 'test'")
+    expected = confusion_matrix(preds["label"] == "GS", preds["prob_GS"] >= 0.4, labels=[False, True])
+    assert report["confusion_matrix"] == expected.tolist()
+    assert report["positive_class"] == "GS" and report["threshold"] == 0.4
+    bad = subprocess.run([sys.executable, "-m", "core", "evaluate", str(run_dir), "--positive", "banana"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Unknown class 'banana'" in bad.stderr
+
+
+def test_calibration_helpers():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(400, 3)) * 3
+    labels = np.array([rng.choice(3, p=np.exp(l / 3) / np.exp(l / 3).sum()) for l in logits])
+    over_confident = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    t = evaluation.fit_temperature(over_confident, labels)
+    assert 2 < t < 4.5  # the data were generated at temperature 3
+    softened = evaluation.apply_temperature(over_confident, t)
+    is_pos = labels == 0
+    assert evaluation.brier(is_pos, softened[:, 0]) < evaluation.brier(is_pos, over_confident[:, 0])
+    assert evaluation.expected_calibration_error(is_pos, softened[:, 0]) < \
+        evaluation.expected_calibration_error(is_pos, over_confident[:, 0])

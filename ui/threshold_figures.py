@@ -1,0 +1,82 @@
+"""Plotly figures of the threshold page; they draw what core.metrics computed, nothing more."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+MAX_CURVE_POINTS = 2000
+HEIGHT = 330
+
+
+def _thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """At most MAX_CURVE_POINTS points (first and last kept): a browser draws a million slowly."""
+    n = len(arrays[0])
+    if n <= MAX_CURVE_POINTS:
+        return arrays
+    keep = np.unique(np.r_[np.linspace(0, n - 1, MAX_CURVE_POINTS).astype(int), n - 1])
+    return tuple(a[keep] for a in arrays)
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
+    fig.update_layout(title=title, height=HEIGHT, margin=dict(t=40, b=10, l=10, r=10), xaxis_title=x,
+                      yaxis_title=y, showlegend=False)
+    return fig
+
+
+def confusion(matrix: np.ndarray, labels: list[str]) -> go.Figure:
+    """Counts with row percentages; rows are the truth, columns the decision."""
+    matrix = np.asarray(matrix)
+    row_share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    text = [[f"{matrix[i, j]:,}<br>{row_share[i, j]:.1%}" for j in range(matrix.shape[1])]
+            for i in range(matrix.shape[0])]
+    fig = go.Figure(go.Heatmap(z=row_share, x=labels, y=labels, text=text, texttemplate="%{text}",
+                               textfont=dict(size=15), colorscale="Purples", zmin=0, zmax=1.4,
+                               showscale=False, hoverinfo="skip", xgap=2, ygap=2))
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, "Confusion matrix (row %)", "predicted", "true")
+
+
+def roc(fpr: np.ndarray, tpr: np.ndarray, point: tuple[float, float], auc: float | None) -> go.Figure:
+    fpr, tpr = _thin(fpr, tpr)
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#bbb"))
+    fig.add_scatter(x=fpr, y=tpr, mode="lines", line=dict(color="#7b3fa0"))
+    fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", marker=dict(size=13, color="#e4572e"))
+    title = "ROC" + (f" (AUC {auc:.3f})" if auc is not None else "")
+    return _layout(fig, title, "1 - specificity", "sensitivity")
+
+
+def pr(precision: np.ndarray, recall: np.ndarray, point: tuple[float, float], ap: float | None,
+       prevalence: float) -> go.Figure:
+    precision, recall = _thin(precision, recall)
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[prevalence, prevalence], mode="lines", line=dict(dash="dot", color="#bbb"))
+    fig.add_scatter(x=recall, y=precision, mode="lines", line=dict(color="#7b3fa0", shape="hv"))
+    fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", marker=dict(size=13, color="#e4572e"))
+    title = "Precision-recall" + (f" (AP {ap:.3f})" if ap is not None else "")
+    return _layout(fig, title, "recall (sensitivity)", "precision (PPV)")
+
+
+def distributions(is_positive: np.ndarray, scores: np.ndarray, threshold: float, positive: str) -> go.Figure:
+    """Histograms binned with numpy, so a million scores cost the browser 50 bars."""
+    edges = np.linspace(0, 1, 51)
+    fig = go.Figure()
+    for mask, name, colour in ((~is_positive, f"not {positive}", "#5b8def"), (is_positive, positive, "#e4572e")):
+        counts, _ = np.histogram(scores[mask], bins=edges)
+        fig.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0], name=name,
+                    marker_color=colour, opacity=0.6)
+    fig.add_vline(x=threshold, line=dict(color="#222", width=2))
+    fig.update_layout(barmode="overlay")
+    fig = _layout(fig, f"Scores of {positive} by true class", f"score ({positive})", "items")
+    fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def reliability(table: pd.DataFrame, title: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#bbb"))
+    fig.add_scatter(x=table["mean_score"], y=table["observed"], mode="lines+markers",
+                    marker=dict(size=np.clip(np.sqrt(table["count"]) * 2, 5, 25), color="#7b3fa0"),
+                    text=table["count"], hovertemplate="mean score %{x:.2f}<br>observed %{y:.2f}<br>%{text} items")
+    return _layout(fig, title, "mean predicted probability", "observed frequency")
