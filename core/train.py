@@ -69,7 +69,7 @@ def load_data(config: dict, progress: Callable[[int, int], None] | None = None) 
     prep = config["preprocess"]
     listed = manifest.loc[usable(manifest)].reset_index(drop=True)  # original splits locate npz rows
     array = prepared_array(listed, prep["size"], prep["pad_mode"], prep["fit"], progress)
-    images = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).contiguous()
+    images = torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))  # one writable copy
     labels = torch.as_tensor(rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(), dtype=torch.long)
     items = rows[["id", "split", "label", "group", "path", "index"]].copy()
     return Data(images, labels, items, classes)
@@ -239,8 +239,19 @@ def train_one_epoch(loop: Loop, optimiser, criterion, order: np.ndarray, gen: to
         seen += len(idx)
         on_batch(b + 1, n_batches)
     seconds = time.perf_counter() - start
+    total_loss, correct, seen = _sum_over_processes([total_loss, correct, seen], loop.world)
     return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
-            "seconds": seconds, "images_per_s": seen * loop.world / max(seconds, 1e-9)}
+            "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
+
+
+def _sum_over_processes(values: list[float], world: int) -> list[float]:
+    """Epoch totals over every torchrun process, so the curves describe the whole epoch."""
+    if world == 1:
+        return values
+    import torch.distributed as dist
+    box = [None] * world
+    dist.all_gather_object(box, values)
+    return [sum(column) for column in zip(*box)]
 
 
 @torch.no_grad()
@@ -334,6 +345,12 @@ def _distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+
+
 def _agree(flag: bool, world: int) -> bool:
     """True on every process when the first process says so (stop, cancel)."""
     if world == 1:
@@ -367,7 +384,11 @@ def run(config: dict, run_dir: Path, resume: bool = False,
     torch.manual_seed(config["seed"] + rank)
     status(state="running", message="decoding and preprocessing images (cached after the first run)",
            started=time.time(), device=str(device), epochs=config["epochs"], epoch=0, progress=0.0)
+    if not lead:
+        _barrier(world)  # the first process fills the image cache; the others then read it
     data = load_data(config, progress=lambda d, t: status(message=f"preparing images: {d}/{t}"))
+    if lead:
+        _barrier(world)
     train_idx, val_idx = data.indices("train"), data.indices("val")
     in_channels = data.images.shape[1]
     model, model_info = build_for(config, len(data.classes), in_channels)
@@ -456,6 +477,9 @@ def run(config: dict, run_dir: Path, resume: bool = False,
     reason = f"stopped early after epoch {epoch} ({stop_metric} did not improve for " \
              f"{config['early_stopping']['patience']} epochs)" if stopped_early else f"finished {epoch} epochs"
     final = status(state="finished", finished=time.time(), progress=1.0, message=reason, best_metric=best)
+    if world > 1:
+        import torch.distributed as dist
+        dist.destroy_process_group()
     return final or {}
 
 
