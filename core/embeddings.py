@@ -1,0 +1,153 @@
+"""What a model learned, as points: penultimate features of a run's best model, reduced to 2-D.
+
+Features and layouts are written into the run directory (features.npz, embeddings/*.npy), next
+to the predictions they explain, so a page never recomputes what was computed once, and the
+embedded demo run ships its layouts ready to draw (no 30-second UMAP compile on first click).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from core import rundir, workspace
+
+METHODS = ("pca", "umap", "tsne")
+DEFAULT_PARAMS = {"pca": {}, "umap": {"n_neighbors": 15, "min_dist": 0.1}, "tsne": {"perplexity": 30.0}}
+_warm = threading.Event()
+_warm_started = threading.Event()
+
+
+def _features_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "features.npz"
+
+
+def _checkpoint_stamp(run_dir: Path) -> int:
+    return rundir.checkpoint_path(run_dir, "best").stat().st_mtime_ns
+
+
+def load_features(run_dir: Path, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Penultimate features of the best model for every item of the run (all splits), cached.
+
+    Returns a frame with item_id, split, label, group and a `features` matrix in `.attrs`."""
+    path = _features_path(run_dir)
+    stamp = _checkpoint_stamp(run_dir)
+    if path.exists():
+        with np.load(path, allow_pickle=False) as cached:
+            if int(cached["stamp"]) == stamp:
+                return _frame(cached["item_id"], cached["split"], cached["label"], cached["group"],
+                              cached["features"])
+    items, feats = compute_features(run_dir, progress)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, stamp=stamp, features=feats, item_id=items["id"].to_numpy(dtype=str),
+                        split=items["split"].to_numpy(dtype=str), label=items["label"].to_numpy(dtype=str),
+                        group=items["group"].fillna("").to_numpy(dtype=str))
+    workspace.atomic_write_bytes(path, buffer.getvalue())
+    return _frame(items["id"], items["split"], items["label"], items["group"].fillna(""), feats)
+
+
+def _frame(ids, splits, labels, groups, feats) -> pd.DataFrame:
+    frame = pd.DataFrame({"item_id": np.asarray(ids), "split": np.asarray(splits), "label": np.asarray(labels),
+                          "group": np.asarray(groups)})
+    frame.attrs["features"] = np.asarray(feats, dtype=np.float32)
+    return frame
+
+
+def compute_features(run_dir: Path, progress=None, batch_size: int = 256) -> tuple[pd.DataFrame, np.ndarray]:
+    """Run the run's own data pipeline (same split, same preprocessing) through its best model."""
+    import torch
+
+    from core.models import features
+    from core.train import load_data, load_run_model
+
+    model, ckpt = load_run_model(run_dir)
+    data = load_data(ckpt["config"])
+    mean = torch.tensor(ckpt["norm"]["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(ckpt["norm"]["std"]).view(1, -1, 1, 1)
+    out, n = [], len(data.items)
+    for start in range(0, n, batch_size):
+        x = (data.images[start:start + batch_size].float() / 255 - mean) / std
+        out.append(features(model, ckpt["config"]["model"]["name"], x).numpy())
+        if progress:
+            progress(min(start + batch_size, n), n)
+    return data.items.reset_index(drop=True), np.concatenate(out).astype(np.float32)
+
+
+def _layout_path(run_dir: Path, method: str, params: dict, splits: tuple[str, ...], seed: int) -> Path:
+    key = json.dumps({"m": method, "p": params, "s": sorted(splits), "seed": seed}, sort_keys=True)
+    digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+    return Path(run_dir) / "embeddings" / f"{method}-{digest}.npy"
+
+
+def reduce(features: np.ndarray, method: str, params: dict | None = None, seed: int = 0) -> np.ndarray:
+    """A 2-D layout of the features. PCA first to 50 dimensions for UMAP and t-SNE (standard, and
+    much faster on wide ResNet or VGG features)."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method '{method}': use one of {', '.join(METHODS)}.")
+    params = {**DEFAULT_PARAMS[method], **(params or {})}
+    from sklearn.decomposition import PCA
+
+    x = features.astype(np.float32)
+    if method == "pca":
+        return PCA(n_components=2, random_state=seed).fit_transform(x)
+    if x.shape[1] > 50 and len(x) > 50:
+        x = PCA(n_components=50, random_state=seed).fit_transform(x)
+    if method == "umap":
+        import umap
+
+        n_neighbors = int(min(params["n_neighbors"], max(2, len(x) - 1)))
+        return umap.UMAP(n_neighbors=n_neighbors, min_dist=float(params["min_dist"]),
+                         random_state=seed).fit_transform(x)
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(params["perplexity"], max(1.0, (len(x) - 1) / 3)))
+    return TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(x)
+
+
+def layout(run_dir: Path, method: str, splits: tuple[str, ...], params: dict | None = None, seed: int = 0,
+           progress=None) -> pd.DataFrame:
+    """item_id, split, label, group, x, y for the chosen splits; computed once, then read from the run."""
+    frame = load_features(run_dir, progress)
+    chosen = frame["split"].isin(splits).to_numpy()
+    rows = frame[chosen].reset_index(drop=True)
+    params = {**DEFAULT_PARAMS.get(method, {}), **(params or {})}
+    path = _layout_path(run_dir, method, params, tuple(splits), seed)
+    if path.exists():
+        xy = np.load(path)
+    else:
+        xy = reduce(frame.attrs["features"][chosen], method, params, seed)
+        buffer = io.BytesIO()
+        np.save(buffer, xy.astype(np.float32))
+        workspace.atomic_write_bytes(path, buffer.getvalue())
+    return rows.assign(x=xy[:, 0], y=xy[:, 1])
+
+
+def nearest_neighbours(frame: pd.DataFrame, item_id: str, k: int = 8) -> pd.DataFrame:
+    """The k items closest to one item in feature space (cosine), with their distance."""
+    feats = frame.attrs["features"]
+    unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+    index = int(np.flatnonzero(frame["item_id"].to_numpy() == item_id)[0])
+    distance = 1 - unit @ unit[index]
+    order = [i for i in np.argsort(distance, kind="stable") if i != index][:k]
+    return frame.iloc[order].assign(distance=distance[order]).reset_index(drop=True)
+
+
+def warm_up_umap() -> threading.Event:
+    """Compile UMAP's numba code in a background thread, once per process, so the first real
+    UMAP a user asks for does not pay the ~30 s compile."""
+    if not _warm_started.is_set():
+        _warm_started.set()
+
+        def work() -> None:
+            reduce(np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32), "umap",
+                   {"n_neighbors": 5})
+            _warm.set()
+
+        threading.Thread(target=work, name="umap warm-up", daemon=True).start()
+    return _warm

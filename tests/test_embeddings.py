@@ -1,0 +1,63 @@
+"""Features and 2-D layouts of a real tiny run: shapes, caching in the run directory, neighbours."""
+import json
+
+import numpy as np
+import pytest
+
+from core import embeddings, rundir, train
+from core.registry import DEMO_DATASETS
+from core.runconfig import make_config
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    home = tmp_path_factory.mktemp("emb-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LUMEN_HOME", str(home))
+        config = make_config({"dataset": {"name": "g", "source": next(iter(DEMO_DATASETS.values())).to_dict()},
+                              "preprocess": {"size": 32}, "epochs": 1, "batch_size": 64})
+        run = home / "runs" / "tiny"
+        run.mkdir(parents=True)
+        rundir.config_path(run).write_text(json.dumps(config))
+        train.run(config, run)
+        yield run
+
+
+def test_features_have_one_row_per_item_and_are_cached(run_dir, monkeypatch):
+    frame = embeddings.load_features(run_dir)
+    feats = frame.attrs["features"]
+    assert feats.shape == (300, 256) and len(frame) == 300  # simple CNN: 256 channels before the head
+    assert set(frame["split"]) == {"train", "val", "test"}
+    monkeypatch.setattr(embeddings, "compute_features", lambda *a, **k: pytest.fail("recomputed"))
+    again = embeddings.load_features(run_dir)
+    assert np.array_equal(again.attrs["features"], feats)
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne", "umap"])
+def test_layouts_are_2d_and_stored_with_the_run(run_dir, method, monkeypatch):
+    frame = embeddings.layout(run_dir, method, ("train", "test"))
+    assert list(frame.columns[-2:]) == ["x", "y"] and np.isfinite(frame[["x", "y"]]).all().all()
+    assert set(frame["split"]) == {"train", "test"}
+    assert list((run_dir / "embeddings").glob(f"{method}-*.npy"))
+    monkeypatch.setattr(embeddings, "reduce", lambda *a, **k: pytest.fail("recomputed"))
+    assert embeddings.layout(run_dir, method, ("test", "train"))[["x", "y"]].equals(frame[["x", "y"]])
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="Unknown method"):
+        embeddings.reduce(np.zeros((10, 3)), "mds")
+
+
+def test_nearest_neighbours_find_an_exact_copy_first(run_dir):
+    frame = embeddings.load_features(run_dir).copy()
+    feats = frame.attrs["features"].copy()
+    feats[5] = feats[17]  # make item 5 a feature-space twin of item 17
+    frame.attrs["features"] = feats
+    near = embeddings.nearest_neighbours(frame, frame["item_id"].iloc[17], k=3)
+    assert near["item_id"].iloc[0] == frame["item_id"].iloc[5]
+    assert near["distance"].iloc[0] == pytest.approx(0, abs=1e-6)
+    assert (np.diff(near["distance"]) >= 0).all()
+
+
+def test_umap_warm_up_finishes_in_the_background():
+    assert embeddings.warm_up_umap().wait(timeout=180)
