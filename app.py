@@ -16,6 +16,11 @@ pages = st.navigation({
     "Model": [
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/threshold.py", title="Threshold", icon=":material/tune:"),
+        st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
+        st.Page("pages/gradcam.py", title="Grad-CAM", icon=":material/visibility:"),
+    ],
+    "People": [
+        st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
     ],
 })
 st.logo("assets/logo.png")

@@ -101,6 +101,48 @@ def _evaluate_command(args) -> int:
     return 0
 
 
+def _annotations_command(args) -> int:
+    """Export the review store's current annotations (all datasets unless one is named)."""
+    from core import annotations
+
+    out = Path(args.out)
+    fmt = args.format or ("json" if out.suffix.lower() == ".json" else "csv")
+    try:
+        rows = annotations.export_annotations(annotations.open_store(), args.dataset, out, fmt)
+    except (annotations.AnnotationError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{rows} annotation rows written to {out} ({fmt})")
+    return 0
+
+
+def _cam_command(args) -> int:
+    """Grad-CAM of one image file with a run's model, saved as a [input | heatmap | overlay] PNG."""
+    from core import cam, train
+    from core.images import load_array
+
+    try:
+        method = cam.method_name(args.method)
+        try:
+            arr = load_array(args.image)
+        except OSError as exc:
+            raise ValueError(f"Cannot read the image {args.image}: {exc}") from exc
+        model, ckpt = train.load_run_model(Path(args.run_dir), args.which)
+        result = cam.explain(model, ckpt, arr, method, args.target)
+        png = cam.cam_png(result.image, result.cam, args.alpha)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(png)
+    probs = dict(zip(ckpt["classes"], result.probs))
+    print(f"predicted: {result.predicted} (p={probs[result.predicted]:.3f})")
+    print(f"target: {result.target} (p={probs[result.target]:.3f}), method {result.method}")
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core", description="Lumen's command line.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +184,23 @@ def main(argv=None) -> int:
                               help="continue from the run's last checkpoint")
     slurm_parser.add_argument("--submit", action="store_true", help="submit it with sbatch (on the login node)")
     slurm_parser.set_defaults(handler=_slurm_command)
+    notes_parser = commands.add_parser("annotations", help="the review store: export annotations")
+    notes_commands = notes_parser.add_subparsers(dest="action", required=True)
+    export_parser = notes_commands.add_parser("export", help="current annotations per item and reader")
+    export_parser.add_argument("--out", required=True, help="the file to write")
+    export_parser.add_argument("--format", choices=["csv", "json"], help="default: from --out's suffix, else csv")
+    export_parser.add_argument("--dataset", help="one dataset or run key (default: all)")
+    export_parser.set_defaults(handler=_annotations_command)
+    cam_parser = commands.add_parser("cam", help="Grad-CAM of one image with a run's model, as a PNG")
+    cam_parser.add_argument("run_dir")
+    cam_parser.add_argument("--image", required=True, help="the image file to explain")
+    cam_parser.add_argument("--method", default="gradcam", help="gradcam, gradcam++, xgradcam, layercam, "
+                                                               "hirescam, eigencam or scorecam")
+    cam_parser.add_argument("--out", required=True, help="the PNG to write: [input | heatmap | overlay]")
+    cam_parser.add_argument("--target", help="the class to explain (default: the predicted class)")
+    cam_parser.add_argument("--which", default="best", choices=["best", "last"], help="which checkpoint")
+    cam_parser.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the overlay")
+    cam_parser.set_defaults(handler=_cam_command)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

@@ -1,0 +1,129 @@
+"""Embeddings page: the model's feature space as a clickable map, linked to the images."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core import embeddings, evaluation, rundir
+from core.runconfig import dataset_spec
+from ui.gallery import image_grid
+from ui.item_panel import item_panel
+from ui.router import ensure_router
+from ui.runs_picker import pick_run, predictions
+from ui.state import load_manifest
+
+ensure_router()
+
+METHOD_NAMES = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}
+COLOUR_BY = {"label": "true label", "predicted": "prediction", "outcome": "correct or wrong",
+             "confidence": "confidence", "split": "split", "group": "group"}
+NEAR_DUPLICATE = 0.02  # cosine distance under which two crops are treated as the same image
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _layout(run: str, stamp: int, method: str, splits: tuple, params: tuple, seed: int) -> pd.DataFrame:
+    return embeddings.layout(rundir.Path(run), method, splits, dict(params), seed)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _features(run: str, stamp: int) -> pd.DataFrame:
+    return embeddings.load_features(rundir.Path(run))
+
+
+def _decorate(frame: pd.DataFrame, preds: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """Prediction, confidence and outcome per point, from the run's predictions."""
+    probs = preds.set_index(["item_id", "split"]).loc[list(zip(frame["item_id"], frame["split"]))]
+    matrix = probs[[f"prob_{c}" for c in classes]].to_numpy()
+    predicted = np.array(classes)[matrix.argmax(axis=1)]
+    return frame.assign(predicted=predicted, confidence=matrix.max(axis=1),
+                        outcome=np.where(predicted == frame["label"].to_numpy(), "correct", "wrong"))
+
+
+def _scatter(frame: pd.DataFrame, colour: str, title: str, key: str):
+    fig = px.scatter(frame, x="x", y="y", color=colour, custom_data=["item_id", "split"], render_mode="webgl",
+                     hover_data={"item_id": True, "label": True, "predicted": True, "confidence": ":.3f",
+                                 "x": False, "y": False}, title=title,
+                     color_continuous_scale="Viridis" if colour == "confidence" else None,
+                     color_discrete_sequence=px.colors.qualitative.Set1)
+    fig.update_traces(marker=dict(size=7, opacity=0.8))
+    fig.update_layout(height=520, margin=dict(t=40, b=10), xaxis_title=None, yaxis_title=None,
+                      dragmode="lasso", legend_title=COLOUR_BY[colour])
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    return st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                           key=key)
+
+
+def _selected(events) -> list[tuple[str, str]]:
+    chosen = []
+    for event in events:
+        if event and event.selection:
+            chosen += [(p["customdata"][0], p["customdata"][1]) for p in event.selection.get("points", [])]
+    return list(dict.fromkeys(chosen))
+
+
+def _neighbours(run_dir, stamp, item_id: str, split: str, manifest: pd.DataFrame) -> None:
+    near = embeddings.nearest_neighbours(_features(str(run_dir), stamp), item_id, k=8)
+    leaks = near[(near["distance"] < NEAR_DUPLICATE) & (near["split"] != split)]
+    if not leaks.empty:
+        st.error(f"{len(leaks)} near-duplicate(s) of this image sit in another split "
+                 f"({', '.join(sorted(set(leaks['split'])))}): possible leakage.")
+    shown = manifest.set_index("id").loc[near["item_id"]].reset_index().assign(
+        caption=[f"{s} · d={d:.3f}" for s, d in zip(near["split"], near["distance"])])
+    st.markdown("**Nearest neighbours in feature space**")
+    image_grid(shown, columns=8, caption="caption")
+
+
+st.title("Embeddings")
+run_dir = pick_run()
+if run_dir is None:
+    st.stop()
+warm = embeddings.warm_up_umap()
+preds = predictions(run_dir)
+classes = evaluation.classes_of(preds)
+stamp = rundir.checkpoint_path(run_dir, "best").stat().st_mtime_ns
+splits_present = [s for s in ("train", "val", "test") if (preds["split"] == s).any()]
+
+cols = st.columns([1, 1, 1, 1, 2])
+method = cols[0].selectbox("Method", list(METHOD_NAMES), format_func=METHOD_NAMES.get, key="emb_method")
+colour = cols[1].selectbox("Colour by", list(COLOUR_BY), format_func=COLOUR_BY.get, key="emb_colour")
+seed = int(cols[2].number_input("Seed", 0, 10**6, 0, key="emb_seed"))
+side_by_side = cols[3].toggle("Side by side", key="emb_side", help="Train and test as two maps, as the tissue "
+                              "study compared them.")
+params: dict = {}
+if method == "umap":
+    params = {"n_neighbors": cols[4].slider("Neighbours", 2, 100, 15, key="emb_nn"), "min_dist": 0.1}
+elif method == "tsne":
+    params = {"perplexity": float(cols[4].slider("Perplexity", 2, 100, 30, key="emb_perp"))}
+panels = [("train",), ("test",)] if side_by_side else [tuple(st.multiselect(
+    "Splits", splits_present, default=splits_present, key="emb_splits")) or tuple(splits_present)]
+
+if method == "umap" and not warm.is_set():
+    st.caption("UMAP is compiling in the background (once per server start); layouts already computed "
+               "for this run show at once.")
+events = []
+columns = st.columns(len(panels))
+for col, splits in zip(columns, panels):
+    with col:
+        with st.spinner(f"{METHOD_NAMES[method]} of {', '.join(splits)} (computed once, then stored with the run)…"):
+            frame = _layout(str(run_dir), stamp, method, splits, tuple(sorted(params.items())), seed)
+        frame = _decorate(frame, preds, classes)
+        events.append(_scatter(frame, colour, f"{METHOD_NAMES[method]}: {', '.join(splits)} ({len(frame):,} items)",
+                               key=f"emb_plot_{'_'.join(splits)}"))
+
+chosen = _selected(events)
+manifest = load_manifest(dataset_spec(rundir.read_config(run_dir)))
+if len(chosen) == 1:
+    item_id, split = chosen[0]
+    item_panel(run_dir, manifest, preds, item_id, split)
+    _neighbours(run_dir, stamp, item_id, split, manifest)
+elif chosen:
+    ids = [i for i, _ in chosen]
+    st.markdown(f"**{len(ids):,} selected items**")
+    image_grid(manifest.set_index("id").loc[ids[:48]].reset_index(), columns=8)
+    if len(ids) > 48:
+        st.caption(f"Showing 48 of {len(ids):,}.")
+else:
+    st.caption("Click a point to open its image; draw a lasso or a box to see a group.")

@@ -1,0 +1,222 @@
+"""Review page: pathologists browse predictions, correct labels, and see how far they agree."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import annotations, evaluation, registry, rundir, workspace
+from core.runconfig import dataset_spec
+from core.sources import SourceSpec
+from ui.cam_view import cam_for_item, item_pixels
+from ui.gallery import image_grid
+from ui.hotkeys import enable_hotkeys
+from ui.identity import current_reader
+from ui.review_queue import SORTS, decisions, sort_queue
+from ui.router import ensure_router
+from ui.runs_picker import pick_run, predictions
+from ui.state import load_manifest, select_dataset_next_run
+
+ensure_router()
+
+PAGE_SIZE = 24
+POSITION_KEY = "review_position"
+
+
+@st.cache_resource
+def _store(url: str) -> annotations.Store:
+    return annotations.open_store(url)
+
+
+def _filters(queue: pd.DataFrame, mine: pd.DataFrame, reader: str) -> pd.DataFrame:
+    with st.expander("Filter and sort", expanded=True):
+        c = st.columns(6)
+        split = c[0].multiselect("Split", sorted(queue["split"].unique()), default=["test"] if (
+            queue["split"] == "test").any() else None, key="rv_split")
+        truth = c[1].multiselect("True label", sorted(queue["label"].unique()), key="rv_truth")
+        predicted = c[2].multiselect("Predicted", sorted(queue["predicted"].unique()), key="rv_pred")
+        outcome = c[3].multiselect("Outcome", sorted(queue["outcome"].unique()), key="rv_outcome")
+        groups = sorted(queue["group"].dropna().unique())
+        group = c[4].multiselect("Group", groups, key="rv_group", disabled=not groups)
+        status = c[5].selectbox("Review status", ["all", "not yet labelled by me", "labelled by me"],
+                                key="rv_status")
+        c = st.columns([2, 2, 2])
+        low, high = c[0].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.01, key="rv_conf")
+        how = c[1].selectbox("Sort", list(SORTS), format_func=lambda s: f"{s}: {SORTS[s]}", key="rv_sort")
+    keep = queue["confidence"].between(low, high)
+    for column, chosen in (("split", split), ("label", truth), ("predicted", predicted), ("outcome", outcome),
+                           ("group", group)):
+        if chosen:
+            keep &= queue[column].isin(chosen)
+    labelled = set(mine.loc[mine["label"].notna(), "item_id"]) if reader else set()
+    if status != "all":
+        keep &= queue["item_id"].isin(labelled) == (status == "labelled by me")
+    return sort_queue(queue[keep], how).reset_index(drop=True)
+
+
+def _move(step: int, total: int) -> None:
+    st.session_state[POSITION_KEY] = min(max(st.session_state.get(POSITION_KEY, 0) + step, 0), total - 1)
+
+
+def _label_buttons(store, key, item_id, reader, role, classes, known, total) -> None:
+    options = [*classes, *annotations.SPECIAL_LABELS]
+    cols = st.columns(2)
+    for i, label in enumerate(options, start=1):
+        if cols[(i - 1) % 2].button(f"{i} · {label}", key=f"rv_label_{label}", width="stretch",
+                      disabled=role == "viewer" or not reader):
+            try:
+                store.annotate(key, item_id, reader, label=label, status="reviewed", classes=classes,
+                               known_items=known, role=role)
+            except (annotations.AnnotationError, PermissionError) as exc:
+                st.error(str(exc))
+                return
+            _move(1, total)
+            st.rerun()
+
+
+def _details_form(store, key, item_id, reader, role, classes, known, current: dict) -> None:
+    with st.form(f"rv_details_{item_id}", border=False):
+        c = st.columns([1, 2])
+        confidence = c[0].select_slider("Your confidence", [1, 2, 3, 4, 5], value=current.get("confidence") or 3)
+        flags = c[1].multiselect("Flags", annotations.FLAGS, default=current.get("flags") or [])
+        note = st.text_area("Note", value=current.get("note") or "", height=80)
+        if st.form_submit_button("Save details", disabled=role == "viewer" or not reader):
+            try:
+                store.annotate(key, item_id, reader, confidence=int(confidence), flags=flags, note=note,
+                               classes=classes, known_items=known, role=role)
+                st.toast("Saved.")
+            except (annotations.AnnotationError, PermissionError) as exc:
+                st.error(str(exc))
+
+
+def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind) -> None:
+    total = len(rows)
+    position = min(st.session_state.get(POSITION_KEY, 0), total - 1)
+    item = rows.iloc[position]
+    record = manifest.set_index("id").loc[item["item_id"]]
+    mine = store.current(key, reader) if reader else pd.DataFrame()
+    current = mine[mine["item_id"] == item["item_id"]].iloc[0].to_dict() if not mine.empty and (
+        mine["item_id"] == item["item_id"]).any() else {}
+    nav = st.columns([1, 4, 1])
+    nav[0].button("Previous", icon=":material/arrow_back:", on_click=_move, args=(-1, total), key="rv_prev",
+                  width="stretch")
+    nav[1].markdown(f"**{position + 1} of {total:,}** · `{item['item_id']}` · {item['split']}"
+                    + ("" if blind else f" · dataset label **{item['label']}** · model **{item['predicted']}** "
+                       f"({item['confidence']:.2f}, {item['outcome']})")
+                    + (f" · your label: **{current['label']}**" if current.get("label") else ""))
+    nav[2].button("Next", icon=":material/arrow_forward:", on_click=_move, args=(1, total), key="rv_next",
+                  width="stretch")
+    left, right = st.columns([3, 2])
+    with left:
+        zoom = st.slider("Zoom", 1.0, 4.0, 1.0, 0.5, key="rv_zoom")
+        pixels = item_pixels(record)
+        st.image(pixels, width=int(min(900, max(pixels.shape[:2]) * zoom * 2)))
+        if not blind and st.toggle("Show Grad-CAM", key="rv_cam"):
+            cam_for_item(run_dir, record, item, classes, key="review")
+    with right:
+        if not reader:
+            st.warning("Type your name in the sidebar before labelling: every change is recorded under it.")
+        st.markdown("**Label** (keys 1–9; ← → move)")
+        _label_buttons(store, key, item["item_id"], reader, role, classes, set(rows["item_id"]) | set(manifest["id"]),
+                       total)
+        _details_form(store, key, item["item_id"], reader, role, classes, set(manifest["id"]), current)
+        if not blind:
+            probs = {c: float(item[f"prob_{c}"]) for c in classes}
+            st.dataframe(pd.DataFrame({"class": list(probs), "probability": list(probs.values())}),
+                         hide_index=True, width="stretch")
+            others = store.current(key)
+            others = others[(others["item_id"] == item["item_id"]) & (others["reader"] != reader)]
+            if not others.empty:
+                st.markdown("**Other readers**")
+                st.dataframe(others[["reader", "label", "confidence", "flags", "note"]], hide_index=True)
+        history = store.history(key, item["item_id"])
+        if not history.empty:
+            with st.expander(f"Audit trail of this item ({len(history)})"):
+                st.dataframe(history[["at", "reader", "field", "old_value", "new_value"]], hide_index=True)
+
+
+def _agreement(store, key, queue, reader, role, classes) -> None:
+    dataset_labels = queue.drop_duplicates("item_id").set_index("item_id")["label"]
+    model_labels = queue.drop_duplicates("item_id").set_index("item_id")["predicted"]
+    table = annotations.agreement(store, key, dataset_labels, model_labels)
+    if table.empty:
+        st.info("No labels yet.")
+        return
+    st.markdown("**Cohen's kappa** (uncertain and excluded items left out)")
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"kappa": st.column_config.NumberColumn(format="%.3f"),
+                                "agreement": st.column_config.NumberColumn(format="%.1%")})
+    queue_table = annotations.disagreements(store, key)
+    st.markdown(f"**Disagreements to adjudicate** ({len(queue_table)})")
+    st.dataframe(queue_table, hide_index=True, width="stretch")
+    if role == "admin" and not queue_table.empty:
+        c = st.columns([3, 2, 1])
+        item = c[0].selectbox("Item", queue_table["item_id"], key="rv_adj_item")
+        final = c[1].selectbox("Final label", [*classes, *annotations.SPECIAL_LABELS], key="rv_adj_label")
+        if c[2].button("Adjudicate", key="rv_adj_go"):
+            store.adjudicate(key, item, reader or "admin", final, classes=classes, role=role)
+            st.rerun()
+
+
+def _export(store, key, manifest, dataset_name) -> None:
+    c = st.columns(2)
+    for col, fmt in zip(c, ("csv", "json")):
+        path = workspace.home() / "exports" / f"annotations.{fmt}"
+        annotations.export_annotations(store, key, path, fmt)
+        col.download_button(f"Annotations ({fmt.upper()})", path.read_bytes(), file_name=path.name,
+                            key=f"rv_dl_{fmt}")
+    st.markdown("**Corrected labels** (adjudicated, else the readers' majority, else the dataset label)")
+    if st.button("Write the corrected-labels CSV and add it as a dataset", key="rv_corrected"):
+        out = workspace.home() / "exports" / f"corrected-{Path(key).parent.name or 'dataset'}.csv"
+        counts = annotations.corrected_labels_csv(store, key, manifest, out)
+        name = f"{dataset_name} (corrected)"
+        registry.add_dataset(name, SourceSpec(str(out), kind="csv", label_column="label",
+                                               group_column="group", split_column="split"))
+        st.success(f"Wrote {counts['written']:,} items ({counts['changed']:,} relabelled, {counts['excluded']:,} "
+                   f"excluded, {counts['uncertain']:,} uncertain left out) to {out}; added as '{name}'.")
+        select_dataset_next_run(name)
+
+
+st.title("Review")
+reader, role = current_reader()
+run_dir = pick_run()
+if run_dir is None:
+    st.stop()
+config = rundir.read_config(run_dir)
+spec = dataset_spec(config)
+key = spec.path  # annotations belong to the dataset, whichever run is being reviewed
+store = _store(annotations.default_url())
+preds = predictions(run_dir)
+classes = evaluation.classes_of(preds)
+manifest = load_manifest(spec)
+queue = decisions(preds, run_dir)
+blind = st.sidebar.toggle("Blind mode", key="rv_blind", help="Hide the model's prediction and other readers' labels.")
+enable_hotkeys()
+
+browse, agree, audit, export = st.tabs(["Browse and label", "Agreement", "Audit trail", "Export"])
+with browse:
+    mine = store.current(key, reader) if reader else pd.DataFrame(columns=["item_id", "label"])
+    rows = _filters(queue, mine, reader)
+    if rows.empty:
+        st.info("No item matches these filters.")
+    else:
+        _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind)
+        with st.expander(f"Gallery of the filtered items ({len(rows):,})"):
+            page = st.number_input("Page", 1, max(1, -(-len(rows) // PAGE_SIZE)), 1, key="rv_page")
+            chunk = rows.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+            shown = manifest.set_index("id").loc[chunk["item_id"]].reset_index().assign(
+                caption=[f"{o} {c:.2f}" if not blind else i.rsplit("/", 1)[-1]
+                         for o, c, i in zip(chunk["outcome"], chunk["confidence"], chunk["item_id"])])
+            image_grid(shown, columns=8, caption="caption")
+with agree:
+    if blind:
+        st.info("Blind mode hides the other readers' labels; turn it off to see agreement.")
+    else:
+        _agreement(store, key, queue, reader, role, classes)
+with audit:
+    trail = store.history(key)
+    st.caption(f"{len(trail):,} changes recorded; newest first. Notes are shown as plain text.")
+    st.dataframe(trail, hide_index=True, width="stretch")
+with export:
+    _export(store, key, manifest, config["dataset"].get("name") or Path(key).stem)

@@ -1,0 +1,92 @@
+"""AppTest of the Review page: filter, label, move on, agree, export corrected labels."""
+import json
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import annotations, registry, rundir, train
+from core.registry import DEMO_DATASETS
+from core.runconfig import make_config
+from core.scanning import scan
+from core.sources import SourceSpec
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    home = tmp_path_factory.mktemp("review-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LUMEN_HOME", str(home))
+        config = make_config({"dataset": {"name": "glomeruli demo", "source": next(iter(DEMO_DATASETS.values())).to_dict()},
+                              "preprocess": {"size": 32}, "epochs": 1, "batch_size": 64})
+        run = home / "runs" / "tiny"
+        run.mkdir(parents=True)
+        rundir.config_path(run).write_text(json.dumps(config))
+        train.run(config, run)
+    return home
+
+
+@pytest.fixture
+def at(trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("LUMEN_HOME", str(trained))
+    monkeypatch.setenv("LUMEN_DB_URL", f"sqlite:///{tmp_path / 'annotations.db'}")
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    app.session_state["analysis_run"] = "tiny"
+    app.switch_page("pages/review.py")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def _position(app) -> str:
+    return next(m.value for m in app.markdown if " of " in m.value and "`" in m.value)
+
+
+def test_labelling_needs_a_name(at):
+    assert any("Type your name" in w.value for w in at.warning)
+    assert all(b.disabled for b in at.button if b.key and b.key.startswith("rv_label_"))
+
+
+def test_filter_label_and_next(at, tmp_path):
+    at.sidebar.text_input(key="reader_name").input("Dr A").run()
+    at.multiselect(key="rv_outcome").set_value(["FN"]).run()
+    first = _position(at)
+    assert "FN" in first
+    at.button(key="rv_label_GS").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _position(at) != first or "1 of 1" in first
+    store = annotations.open_store()
+    dataset = next(iter(DEMO_DATASETS.values())).path
+    labels = store.current(dataset, "Dr A")
+    assert labels["label"].tolist() == ["GS"] and labels["status"].tolist() == ["reviewed"]
+    at.button(key="rv_prev").click().run()
+    assert _position(at).startswith(first) and _position(at).endswith("your label: **GS**")
+
+
+def test_two_readers_agreement_and_corrected_labels(at, trained):
+    store = annotations.open_store()
+    dataset = next(iter(DEMO_DATASETS.values())).path
+    items = pd.read_parquet(trained / "runs" / "tiny" / "predictions.parquet")["item_id"].tolist()[:6]
+    for i, item in enumerate(items):
+        store.annotate(dataset, item, "Dr A", label="GS", classes=["GS", "nonGS"])
+        store.annotate(dataset, item, "Dr B", label="GS" if i % 2 else "nonGS", classes=["GS", "nonGS"])
+    at.run()
+    assert not at.exception
+    kappa_table = next(df.value for df in at.dataframe if "kappa" in df.value.columns)
+    pair = kappa_table[(kappa_table["a"] == "Dr A") & (kappa_table["b"] == "Dr B")]
+    assert len(pair) == 1 and pair["n"].iloc[0] == 6
+    at.button(key="rv_corrected").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    name = "glomeruli demo (corrected)"
+    assert name in registry.list_datasets()
+    corrected = scan(registry.list_datasets()[name])
+    assert len(corrected) == 300
+    relabelled = corrected.set_index("id")
+    assert (relabelled["label"] == "GS").sum() >= 60  # majority GS on the odd items adds GS labels
+
+
+def test_blind_mode_hides_the_model(at):
+    at.sidebar.toggle(key="rv_blind").set_value(True).run()
+    line = _position(at)
+    assert "model" not in line and "dataset label" not in line

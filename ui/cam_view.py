@@ -1,0 +1,62 @@
+"""Grad-CAM panels shared by the Grad-CAM, Embeddings and Review pages (models cached per run)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import cam, rundir
+from core.images import load_item
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the run's best model…")
+def _model(run: str, stamp: int):
+    from core.train import load_run_model
+    return load_run_model(Path(run))
+
+
+def run_model(run_dir: Path):
+    """(model, checkpoint) shared by every session; core.cam makes concurrent use safe."""
+    return _model(str(run_dir), rundir.checkpoint_path(run_dir, "best").stat().st_mtime_ns)
+
+
+def item_pixels(row: pd.Series) -> np.ndarray:
+    index = int(row["index"]) if "index" in row and pd.notna(row["index"]) else -1
+    return load_item(row["path"], index, row["split"] if index >= 0 else None)
+
+
+def mask_share(row: pd.Series, ckpt: dict, heat: np.ndarray) -> tuple[float, float] | None:
+    """(share of heat inside the item's mask, the mask's own area share), when it has a mask."""
+    path = row.get("mask_path")
+    if not isinstance(path, str) or not Path(path).exists():
+        return None
+    mask = cam.load_mask(path, ckpt)
+    return cam.mask_energy(heat, mask), float(mask.mean())
+
+
+def cam_for_item(run_dir: Path, row: pd.Series, pred: pd.Series, classes: list[str], key: str = "item") -> None:
+    """Method, target class and opacity controls, then [input | heatmap | overlay] for one item."""
+    model, ckpt = run_model(run_dir)
+    if ckpt["config"]["model"]["name"] == "logistic":
+        st.info("A logistic model has no feature map for Grad-CAM: its weights are the explanation.")
+        return
+    cols = st.columns(3)
+    method = cols[0].selectbox("Method", list(cam.METHODS), key=f"cam_method_{key}")
+    choice = cols[1].selectbox("Explain the class", ["predicted", "true label", *classes], key=f"cam_target_{key}")
+    alpha = cols[2].slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key=f"cam_alpha_{key}")
+    target = None if choice == "predicted" else (pred["label"] if choice == "true label" else choice)
+    with st.spinner(f"{method}…"):
+        result = cam.explain(model, ckpt, item_pixels(row), method, target)
+    pictures = st.columns(3)
+    pictures[0].image(result.image, caption="model input (padding visible)", width="stretch")
+    pictures[1].image(cam.heatmap(result.cam), caption=f"{result.method} for {result.target}", width="stretch")
+    pictures[2].image(cam.overlay(result.image, result.cam, alpha), caption="overlay", width="stretch")
+    share = mask_share(row, ckpt, result.cam)
+    if share is not None:
+        st.caption(f"{share[0]:.0%} of the heatmap lies inside the annotated mask, which covers "
+                   f"{share[1]:.0%} of the input (a map that ignored the structure would score about that).")
+    st.download_button("Download PNG", cam.cam_png(result.image, result.cam, alpha),
+                       file_name=f"{Path(str(row.name)).stem}-{result.method}.png", mime="image/png",
+                       key=f"cam_png_{key}")

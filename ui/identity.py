@@ -1,0 +1,33 @@
+"""Who is reading: Streamlit's OIDC login when configured, else a name typed in the sidebar.
+
+Roles come from `.streamlit/secrets.toml` under `[lumen.roles]` (email = "viewer" | "annotator" |
+"admin", default "annotator") when login is configured. Without login the app runs for one lab
+on a trusted machine, and every reader may do everything.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+READER_KEY = "reader_name"
+
+
+def login_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def current_reader() -> tuple[str, str]:
+    """(reader name, role); an empty name means the reader has not said who they are yet."""
+    if login_configured():
+        if not st.user.is_logged_in:
+            st.sidebar.button("Log in", on_click=st.login)
+            return "", "viewer"
+        email = st.user.get("email") or st.user.get("name") or ""
+        roles = st.secrets.get("lumen", {}).get("roles", {})
+        st.sidebar.caption(f"Signed in as {email}")
+        st.sidebar.button("Log out", on_click=st.logout)
+        return email, roles.get(email, "annotator")
+    name = st.sidebar.text_input("Your name (recorded with every label)", key=READER_KEY)
+    return name.strip(), "admin"

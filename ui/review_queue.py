@@ -1,0 +1,48 @@
+"""The review queue: a run's predictions at its saved operating point, filtered and sorted."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core import evaluation
+
+SORTS = {"likely label error": "confident and wrong first", "uncertainty": "closest to the decision first",
+         "confidence": "most confident first", "item": "by item id"}
+
+
+def decisions(preds: pd.DataFrame, run_dir) -> pd.DataFrame:
+    """Each prediction with predicted label, confidence, margin to the decision and outcome.
+
+    Binary runs decide at the saved operating point (TP/FP/FN/TN); several classes by argmax."""
+    classes = evaluation.classes_of(preds)
+    probs = preds[[f"prob_{c}" for c in classes]].to_numpy()
+    point = evaluation.load_operating_point(run_dir) or {}
+    if len(classes) == 2:
+        positive = point.get("positive_class") or evaluation.default_positive(preds)
+        negative = next(c for c in classes if c != positive)
+        threshold = point.get("threshold", 0.5)
+        score = preds[f"prob_{positive}"].to_numpy()
+        predicted = np.where(score >= threshold, positive, negative)
+        truth_pos, pred_pos = preds["label"].to_numpy() == positive, score >= threshold
+        outcome = np.select([truth_pos & pred_pos, ~truth_pos & pred_pos, truth_pos & ~pred_pos],
+                            ["TP", "FP", "FN"], "TN")
+        margin = np.abs(score - threshold)
+    else:
+        predicted = np.array(classes)[probs.argmax(axis=1)]
+        outcome = np.where(predicted == preds["label"].to_numpy(), "correct", "wrong")
+        top2 = np.sort(probs, axis=1)[:, -2:]
+        margin = top2[:, 1] - top2[:, 0]
+    confidence = probs.max(axis=1)
+    return preds.assign(predicted=predicted, outcome=outcome, confidence=confidence, margin=margin)
+
+
+def sort_queue(rows: pd.DataFrame, how: str) -> pd.DataFrame:
+    if how == "likely label error":
+        wrong = rows["predicted"] != rows["label"]
+        return rows.assign(_wrong=wrong).sort_values(["_wrong", "confidence"], ascending=[False, False]).drop(
+            columns="_wrong")
+    if how == "uncertainty":
+        return rows.sort_values("margin")
+    if how == "confidence":
+        return rows.sort_values("confidence", ascending=False)
+    return rows.sort_values("item_id")
