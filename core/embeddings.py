@@ -29,7 +29,10 @@ def _features_path(run_dir: Path) -> Path:
 
 
 def _checkpoint_stamp(run_dir: Path) -> int:
-    return rundir.checkpoint_path(run_dir, "best").stat().st_mtime_ns
+    """The epoch best.pt was saved at: changes exactly when the model does, and survives a git
+    clone (file times do not), so the demo run's stored layouts stay valid."""
+    metrics = rundir.read_metrics(run_dir)
+    return int(metrics.loc[metrics["best"], "epoch"].iloc[-1]) if not metrics.empty else 0
 
 
 def load_features(run_dir: Path, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
@@ -80,7 +83,8 @@ def compute_features(run_dir: Path, progress=None, batch_size: int = 256) -> tup
 
 
 def _layout_path(run_dir: Path, method: str, params: dict, splits: tuple[str, ...], seed: int) -> Path:
-    key = json.dumps({"m": method, "p": params, "s": sorted(splits), "seed": seed}, sort_keys=True)
+    key = json.dumps({"m": method, "p": params, "s": sorted(splits), "seed": seed,
+                      "model": _checkpoint_stamp(run_dir)}, sort_keys=True)
     digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
     return Path(run_dir) / "embeddings" / f"{method}-{digest}.npy"
 

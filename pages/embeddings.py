@@ -19,7 +19,7 @@ ensure_router()
 METHOD_NAMES = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}
 COLOUR_BY = {"label": "true label", "predicted": "prediction", "outcome": "correct or wrong",
              "confidence": "confidence", "split": "split", "group": "group"}
-NEAR_DUPLICATE = 0.02  # cosine distance under which two crops are treated as the same image
+NEAR_DUPLICATE = 0.002  # cosine distance under which two crops are treated as the same image
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -49,7 +49,7 @@ def _scatter(frame: pd.DataFrame, colour: str, title: str, key: str):
                      color_discrete_sequence=px.colors.qualitative.Set1)
     fig.update_traces(marker=dict(size=7, opacity=0.8))
     fig.update_layout(height=520, margin=dict(t=40, b=10), xaxis_title=None, yaxis_title=None,
-                      dragmode="lasso", legend_title=COLOUR_BY[colour])
+                      dragmode="lasso", clickmode="event+select", legend_title=COLOUR_BY[colour])
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     return st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
@@ -115,6 +115,9 @@ for col, splits in zip(columns, panels):
 
 chosen = _selected(events)
 manifest = load_manifest(dataset_spec(rundir.read_config(run_dir)))
+typed = st.selectbox("Or open an item by id", ["", *sorted(preds["item_id"])], key="emb_open")
+if typed:
+    chosen = [(typed, preds.loc[preds["item_id"] == typed, "split"].iloc[0])]
 if len(chosen) == 1:
     item_id, split = chosen[0]
     item_panel(run_dir, manifest, preds, item_id, split)
@@ -126,4 +129,5 @@ elif chosen:
     if len(ids) > 48:
         st.caption(f"Showing 48 of {len(ids):,}.")
 else:
-    st.caption("Click a point to open its image; draw a lasso or a box to see a group.")
+    st.caption("Draw a lasso (or, with the box tool, a box) around one point to open its image with its "
+               "Grad-CAM and nearest neighbours, or around many to see them as a group.")

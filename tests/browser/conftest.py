@@ -25,9 +25,15 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
+def app_home(tmp_path_factory):
+    """The private LUMEN_HOME of the app under test (its runs, caches and annotation database)."""
+    return tmp_path_factory.mktemp("lumen-home-browser")
+
+
+@pytest.fixture(scope="session")
+def app_url(app_home):
     """Base URL of `streamlit run app.py` with a private LUMEN_HOME, stopped after the session."""
-    process, base_url = start_app(free_port(), tmp_path_factory.mktemp("lumen-home-browser"))
+    process, base_url = start_app(free_port(), app_home)
     yield base_url
     stop_app(process)
 

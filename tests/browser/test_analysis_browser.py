@@ -1,0 +1,98 @@
+"""In Chromium, on the embedded demo run: the threshold slider, selecting a point in the embedding, and
+labelling with the keyboard on the review page."""
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+
+from core import rundir
+from tests.browser.server import REPO_ROOT, wait_idle
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def demo_run_exists():
+    assert rundir.demo_runs(), "the embedded demo run (assets/demo/runs) is missing: run scripts/make_demo_run.py"
+
+
+def test_threshold_slider_updates_the_matrix(page, app_url):
+    page.goto(f"{app_url}/threshold")
+    wait_idle(page)
+    matrix = page.locator('[data-testid="stPlotlyChart"]').first
+    before = matrix.inner_text()
+    page.get_by_role("slider").first.focus()
+    start = time.perf_counter()
+    page.keyboard.press("End")  # threshold 1.0: nothing is called positive any more
+    page.wait_for_function("([el, old]) => el.innerText !== old", arg=[matrix.element_handle(), before],
+                           timeout=30_000)
+    latency = time.perf_counter() - start
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "threshold_latency.txt").write_text(f"{latency:.3f}\n")
+    print(f"slider move to new confusion matrix: {latency * 1000:.0f} ms")
+    assert matrix.inner_text() != before
+
+
+def _lasso_one_point(page) -> None:
+    """Draw a small lasso around the most isolated point, so exactly one item is selected."""
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    x, y, gap = plot.evaluate("""gd => {
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const area = gd.querySelector('.nsewdrag').getBoundingClientRect(), points = [];
+        gd._fullData.forEach(t => { for (let i = 0; i < t.x.length; i++)
+            points.push([area.left + xa.l2p(t.x[i]), area.top + ya.l2p(t.y[i])]); });
+        let best = points[0], far = -1;
+        for (const p of points) {
+            let near = Infinity;
+            for (const q of points) if (q !== p) near = Math.min(near, Math.hypot(p[0] - q[0], p[1] - q[1]));
+            if (near > far) { far = near; best = p; }
+        }
+        return [best[0], best[1], far];
+    }""")
+    r = min(gap / 2, 12)
+    page.mouse.move(x - r, y - r)
+    page.mouse.down()
+    for dx, dy in ((r, -r), (r, r), (-r, r), (-r, -r)):
+        page.mouse.move(x + dx, y + dy, steps=4)
+    page.mouse.up()
+
+
+def test_selecting_a_point_opens_the_image(page, app_url):
+    page.goto(f"{app_url}/embeddings")
+    wait_idle(page)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Method").click()
+    page.get_by_role("option", name="PCA", exact=True).click()
+    wait_idle(page)
+    _lasso_one_point(page)
+    page.get_by_text("model input (padding visible)").wait_for(timeout=60_000)
+    wait_idle(page)
+    assert page.get_by_text("Nearest neighbours in feature space").count() == 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_label_three_items_with_the_keyboard_and_export(page, app_url):
+    page.goto(f"{app_url}/review")
+    wait_idle(page)
+    name = page.get_by_label("Your name (recorded with every label)")
+    name.fill("Dr Browser")
+    name.press("Enter")
+    wait_idle(page)
+    page.evaluate("document.activeElement.blur()")  # keys typed into the name box are not shortcuts
+    for _ in range(3):
+        position = page.get_by_text(" of ", exact=False).first.inner_text()
+        page.keyboard.press("1")
+        page.wait_for_function("old => ![...document.querySelectorAll('p')].some(p => p.innerText === old)",
+                               arg=position, timeout=30_000)
+        wait_idle(page)
+    page.get_by_role("tab", name="Export").click()
+    wait_idle(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Annotations (CSV)").click()
+    rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
+    mine = [r for r in rows if r["reader"] == "Dr Browser"]
+    assert len(mine) == 3 and all(r["label"] for r in mine)
