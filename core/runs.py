@@ -160,9 +160,10 @@ def wait(run_dir: Path, timeout: float = 600, poll: float = 0.5) -> dict:
 
 
 def list_runs() -> pd.DataFrame:
-    """One row per run, newest first: state, model, dataset, epochs and best validation figures."""
+    """One row per run, newest first, then the embedded demo run: state, model, dataset, epochs and
+    best validation figures."""
     rows = []
-    for run_dir in sorted(rundir.runs_root().iterdir(), reverse=True):
+    for run_dir in [*sorted(rundir.runs_root().iterdir(), reverse=True), *rundir.demo_runs()]:
         if not rundir.config_path(run_dir).exists():
             continue
         config, current = rundir.read_config(run_dir), status(run_dir)

@@ -15,8 +15,8 @@ from ui.state import load_manifest
 
 ensure_router()
 
-SETS = {"fn": "false negatives at the saved threshold", "fp": "false positives at the saved threshold",
-        "wrong": "every mistake (argmax)", "random": "a random sample", "ids": "items I choose"}
+SETS = {"random": "a random sample", "fn": "false negatives at the saved threshold",
+        "fp": "false positives at the saved threshold", "wrong": "every mistake (argmax)", "ids": "items I choose"}
 MAX_SET = 48
 
 

@@ -108,7 +108,8 @@ def _compare(table: pd.DataFrame) -> None:
     if len(chosen) < 2:
         st.caption("Pick two or more runs to compare their settings and validation curves.")
         return
-    dirs = [rundir.runs_root() / name for name in chosen]
+    paths = table.set_index("run")["path"]
+    dirs = [Path(paths[name]) for name in chosen]
     st.dataframe(runs.compare(dirs), hide_index=True, width="stretch")
     fig = go.Figure()
     for run_dir in dirs:
@@ -140,7 +141,7 @@ def _runs_section() -> None:
     selected = _runs_table(table)
     if selected not in table["run"].tolist():
         selected = table["run"].iloc[0]
-    _monitor(rundir.runs_root() / selected)
+    _monitor(Path(table.set_index("run").loc[selected, "path"]))
 
 
 _runs_section()

@@ -39,10 +39,13 @@ def capture(base_url: str) -> list[Path]:
         wait_idle(page)
         for name, href in nav_pages(page):
             open_page(page, href)
+            default = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.inner_text()
             if name in DATASET_FOR_PAGE:
                 pick_dataset(page, DATASET_FOR_PAGE[name])
             saved.append(OUT_DIR / f"{name}.png")
             screenshot(page, saved[-1])
+            if name in DATASET_FOR_PAGE:
+                pick_dataset(page, default.strip())
         browser.close()
     return saved
 

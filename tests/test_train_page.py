@@ -27,9 +27,10 @@ def only_run() -> rundir.Path:
     return dirs[0]
 
 
-def test_empty_page_explains_what_to_do():
+def test_first_start_shows_the_demo_run_with_its_curves():
     at = open_train_page()
-    assert any("No runs yet" in i.value for i in at.info)
+    assert any("glomeruli-simple-cnn" in m.value and "finished" in m.value for m in at.markdown)
+    assert any(c.value.startswith("Best epoch") for c in at.caption)
 
 
 def test_launch_a_run_and_see_it_finish():
@@ -42,6 +43,8 @@ def test_launch_a_run_and_see_it_finish():
     assert runs.wait(run_dir, timeout=240)["state"] == "finished", rundir.log_tail(run_dir)
     at.run()
     assert not at.exception
+    at.session_state["train_selected_run"] = run_dir.name
+    at.run()
     assert any(run_dir.name in m.value and "finished" in m.value for m in at.markdown)
     assert any(c.value.startswith("Best epoch") for c in at.caption)
 

@@ -41,7 +41,7 @@ def _data_section() -> tuple[dict, dict, dict]:
     test = cols[5].number_input("Test %", 0, 100, st.session_state.get("split_test", 10), key="train_split_test")
     cols = st.columns(6)
     split_seed = cols[0].number_input("Split seed", 0, 10**6, st.session_state.get("split_seed", 0), key="train_split_seed")
-    grouped = cols[1].toggle("Grouped split", True, key="train_grouped",
+    grouped = cols[1].toggle("Grouped", True, key="train_grouped",
                              help="Each group (slide, patient) goes wholly to one split, so none leaks.")
     hflip = cols[2].checkbox("Horizontal flips", True, key="train_hflip")
     vflip = cols[3].checkbox("Vertical flips", True, key="train_vflip")
