@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from core.registry import DEMO_DATASETS  # noqa: E402
 from tests.browser.server import (  # noqa: E402
     REPO_ROOT, VIEWPORT, free_port, launch_browser, nav_pages, open_page, screenshot, start_app,
     stop_app, wait_idle)
@@ -39,13 +40,12 @@ def capture(base_url: str) -> list[Path]:
         wait_idle(page)
         for name, href in nav_pages(page):
             open_page(page, href)
-            default = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.inner_text()
             if name in DATASET_FOR_PAGE:
                 pick_dataset(page, DATASET_FOR_PAGE[name])
             saved.append(OUT_DIR / f"{name}.png")
             screenshot(page, saved[-1])
             if name in DATASET_FOR_PAGE:
-                pick_dataset(page, default.strip())
+                pick_dataset(page, next(iter(DEMO_DATASETS)))
         browser.close()
     return saved
 
