@@ -51,3 +51,37 @@ def write_mode_zoo(folder: Path) -> dict[str, Path]:
     rgb.save(rotated, exif=exif)
     paths["exif_rotated.jpg"] = rotated
     return paths
+
+
+def train_tiny_run(home: Path, name: str = "tiny", spec=None, epochs: int = 1, dataset_name: str = "g") -> Path:
+    """A real run at 32 px on a demo dataset (default: the glomeruli), trained in this process
+    into ``home``/runs/``name``; analysis tests need real predictions and checkpoints."""
+    import json
+
+    from core import rundir, train
+    from core.registry import DEMO_DATASETS
+    from core.runconfig import make_config
+
+    spec = spec or next(iter(DEMO_DATASETS.values()))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LUMEN_HOME", str(home))
+        config = make_config({"dataset": {"name": dataset_name, "source": spec.to_dict()},
+                              "preprocess": {"size": 32}, "epochs": epochs, "batch_size": 64})
+        run_dir = home / "runs" / name
+        run_dir.mkdir(parents=True)
+        rundir.config_path(run_dir).write_text(json.dumps(config))
+        train.run(config, run_dir)
+    return run_dir
+
+
+def open_page(page: str, home: Path, monkeypatch, run: str, timeout: int = 180):
+    """AppTest of one page with ``run`` chosen in the run picker; fails on any exception."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LUMEN_HOME", str(home))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    app.session_state["analysis_run"] = run
+    app.switch_page(page)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app

@@ -1,41 +1,18 @@
 """AppTest of the Embeddings and Grad-CAM pages on a real tiny run."""
-import json
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from core import rundir, train
-from core.registry import DEMO_DATASETS
-from core.runconfig import make_config
-from tests.conftest import ROOT
+from tests.conftest import open_page, train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("analysis-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LUMEN_HOME", str(home))
-        config = make_config({"dataset": {"name": "g", "source": next(iter(DEMO_DATASETS.values())).to_dict()},
-                              "preprocess": {"size": 32}, "epochs": 1, "batch_size": 64})
-        run = home / "runs" / "tiny"
-        run.mkdir(parents=True)
-        rundir.config_path(run).write_text(json.dumps(config))
-        train.run(config, run)
+    train_tiny_run(home)
     return home
 
 
-def open_page(home, monkeypatch, page: str) -> AppTest:
-    monkeypatch.setenv("LUMEN_HOME", str(home))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
-    at.session_state["analysis_run"] = "tiny"
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def test_embeddings_page_draws_each_method(home, monkeypatch):
-    at = open_page(home, monkeypatch, "pages/embeddings.py")
+    at = open_page("pages/embeddings.py", home, monkeypatch, "tiny")
     for method in ("pca", "tsne"):
         at.selectbox(key="emb_method").select(method).run()
         assert not at.exception, [e.value for e in at.exception]
@@ -47,7 +24,7 @@ def test_embeddings_page_draws_each_method(home, monkeypatch):
 
 
 def test_gradcam_page_single_and_set(home, monkeypatch):
-    at = open_page(home, monkeypatch, "pages/gradcam.py")
+    at = open_page("pages/gradcam.py", home, monkeypatch, "tiny")
     at.radio(key="cam_set").set_value("random").run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("image")) >= 3

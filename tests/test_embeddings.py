@@ -1,25 +1,17 @@
 """Features and 2-D layouts of a real tiny run: shapes, caching in the run directory, neighbours."""
-import json
-
 import numpy as np
 import pytest
 
-from core import embeddings, rundir, train
-from core.registry import DEMO_DATASETS
-from core.runconfig import make_config
+from core import embeddings
+from tests.conftest import train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     home = tmp_path_factory.mktemp("emb-home")
+    run = train_tiny_run(home)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LUMEN_HOME", str(home))
-        config = make_config({"dataset": {"name": "g", "source": next(iter(DEMO_DATASETS.values())).to_dict()},
-                              "preprocess": {"size": 32}, "epochs": 1, "batch_size": 64})
-        run = home / "runs" / "tiny"
-        run.mkdir(parents=True)
-        rundir.config_path(run).write_text(json.dumps(config))
-        train.run(config, run)
         yield run
 
 

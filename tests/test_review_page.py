@@ -1,42 +1,24 @@
 """AppTest of the Review page: filter, label, move on, agree, export corrected labels."""
-import json
-
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from core import annotations, registry, rundir, train
+from core import annotations, registry
 from core.registry import DEMO_DATASETS
-from core.runconfig import make_config
 from core.scanning import scan
-from core.sources import SourceSpec
-from tests.conftest import ROOT
+from tests.conftest import open_page, train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     home = tmp_path_factory.mktemp("review-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LUMEN_HOME", str(home))
-        config = make_config({"dataset": {"name": "glomeruli demo", "source": next(iter(DEMO_DATASETS.values())).to_dict()},
-                              "preprocess": {"size": 32}, "epochs": 1, "batch_size": 64})
-        run = home / "runs" / "tiny"
-        run.mkdir(parents=True)
-        rundir.config_path(run).write_text(json.dumps(config))
-        train.run(config, run)
+    train_tiny_run(home, dataset_name="glomeruli demo")
     return home
 
 
 @pytest.fixture
 def at(trained, tmp_path, monkeypatch):
-    monkeypatch.setenv("LUMEN_HOME", str(trained))
     monkeypatch.setenv("LUMEN_DB_URL", f"sqlite:///{tmp_path / 'annotations.db'}")
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    app.session_state["analysis_run"] = "tiny"
-    app.switch_page("pages/review.py")
-    app.run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+    return open_page("pages/review.py", trained, monkeypatch, "tiny")
 
 
 def _position(app) -> str:

@@ -9,43 +9,24 @@ import pytest
 from sklearn.metrics import confusion_matrix
 from streamlit.testing.v1 import AppTest
 
-from core import evaluation, rundir, train
+from core import evaluation, rundir
 from core.registry import DEMO_DATASETS
-from core.runconfig import make_config
-from tests.conftest import ROOT
+from tests.conftest import ROOT, open_page, train_tiny_run
 
 GLOMERULI, BCCD = list(DEMO_DATASETS.values())[:2]
-
-
-def _train(home, spec, name) -> rundir.Path:
-    config = make_config({"dataset": {"name": name, "source": spec.to_dict()}, "preprocess": {"size": 32},
-                          "epochs": 2, "batch_size": 64})
-    run_dir = home / "runs" / name
-    run_dir.mkdir(parents=True)
-    rundir.config_path(run_dir).write_text(json.dumps(config))
-    train.run(config, run_dir)
-    return run_dir
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("threshold-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LUMEN_HOME", str(home))
-        _train(home, GLOMERULI, "b-binary")
-        _train(home, BCCD, "a-multiclass")
+    train_tiny_run(home, "b-binary", GLOMERULI, epochs=2)
+    train_tiny_run(home, "a-multiclass", BCCD, epochs=2)
     return home
 
 
 @pytest.fixture
 def at(home, monkeypatch):
-    monkeypatch.setenv("LUMEN_HOME", str(home))
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    app.session_state["analysis_run"] = "b-binary"
-    app.switch_page("pages/threshold.py")
-    app.run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+    return open_page("pages/threshold.py", home, monkeypatch, "b-binary")
 
 
 def _table(app) -> pd.DataFrame:
