@@ -22,9 +22,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/scan.py
+	$(PY) bench/threshold.py
+	$(PY) bench/train.py
+	$(PY) bench/cam.py
 
 demo: $(STAMP)
 	$(PY) scripts/make_demo.py
+	$(PY) scripts/make_demo_run.py
 
 screenshots: $(STAMP)
 	bash scripts/ensure_chromium.sh

@@ -16,7 +16,7 @@ from core.workspace import PROJECT_ROOT
 OPTIMISERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "cosine", "plateau")
 IMBALANCE = ("none", "class_weights", "sampler")
-STOP_METRICS = ("val_auc", "val_loss", "val_accuracy")
+STOP_METRICS = ("val_loss", "val_auc", "val_accuracy")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 DEFAULTS: dict = {
@@ -31,7 +31,7 @@ DEFAULTS: dict = {
     "scheduler": {"name": "cosine", "step_size": 10, "gamma": 0.1, "patience": 3},
     "epochs": 20,
     "batch_size": 32,
-    "early_stopping": {"patience": 8, "metric": "val_auc"},
+    "early_stopping": {"patience": 8, "metric": "val_loss"},  # AUC saturates early on small val sets
     "imbalance": "class_weights",
     "seed": 0,
     "repeats": 1,

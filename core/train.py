@@ -190,7 +190,7 @@ class Loop:
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+        return x.contiguous(memory_format=torch.channels_last)  # faster convolutions on CUDA and CPU alike
 
     def autocast(self):
         enabled = self.device.type == "cuda" and self.config.get("amp", True)
@@ -393,8 +393,7 @@ def run(config: dict, run_dir: Path, resume: bool = False,
     in_channels = data.images.shape[1]
     model, model_info = build_for(config, len(data.classes), in_channels)
     model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
     mean, std = channel_stats(data.images, train_idx)
     loop = Loop(model, data, device, torch.tensor(mean, device=device).view(1, -1, 1, 1),
                 torch.tensor(std, device=device).view(1, -1, 1, 1), config, rank, world)
