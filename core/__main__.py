@@ -116,6 +116,24 @@ def _annotations_command(args) -> int:
     return 0
 
 
+def _embed_command(args) -> int:
+    """Write a 2-D layout of a run's features (item_id, split, label, x, y) as CSV or parquet."""
+    from core.embeddings import METHODS, layout
+
+    run_dir = Path(args.run_dir)
+    if args.method not in METHODS:
+        print(f"error: unknown method '{args.method}': use one of {', '.join(METHODS)}", file=sys.stderr)
+        return 2
+    if not (run_dir / "checkpoints" / "best.pt").exists():
+        print(f"error: {run_dir} has no best.pt: is it a finished run directory?", file=sys.stderr)
+        return 2
+    frame = layout(run_dir, args.method, tuple(args.split), seed=args.seed)
+    out = Path(args.out)
+    frame.to_parquet(out, index=False) if out.suffix == ".parquet" else frame.to_csv(out, index=False)
+    print(f"wrote {len(frame)} points ({args.method}, {', '.join(args.split)}) to {out}")
+    return 0
+
+
 def _cam_command(args) -> int:
     """Grad-CAM of one image file with a run's model, saved as a [input | heatmap | overlay] PNG."""
     from core import cam, train
@@ -191,6 +209,13 @@ def main(argv=None) -> int:
     export_parser.add_argument("--format", choices=["csv", "json"], help="default: from --out's suffix, else csv")
     export_parser.add_argument("--dataset", help="one dataset or run key (default: all)")
     export_parser.set_defaults(handler=_annotations_command)
+    embed_parser = commands.add_parser("embed", help="2-D layout of a run's learned features (UMAP, t-SNE, PCA)")
+    embed_parser.add_argument("run_dir")
+    embed_parser.add_argument("--method", default="umap", help="umap, tsne or pca")
+    embed_parser.add_argument("--split", nargs="+", default=["test"], help="one or more of train val test")
+    embed_parser.add_argument("--seed", type=int, default=0)
+    embed_parser.add_argument("--out", required=True, help="a .csv or .parquet file")
+    embed_parser.set_defaults(handler=_embed_command)
     cam_parser = commands.add_parser("cam", help="Grad-CAM of one image with a run's model, as a PNG")
     cam_parser.add_argument("run_dir")
     cam_parser.add_argument("--image", required=True, help="the image file to explain")

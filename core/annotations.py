@@ -38,7 +38,7 @@ from core import workspace
 
 FLAGS = ("artifact", "poor staining", "out of focus", "not the target structure")
 SPECIAL_LABELS = ("uncertain", "exclude")
-STATUSES = ("reviewed", "skipped")
+STATUSES = ("reviewed", "skipped", "to review")  # "to review": tagged from the embedding map
 FIELDS = ("label", "confidence", "note", "flags", "status", "adjudicated")
 ROLES = ("viewer", "annotator", "admin")
 PERMISSIONS = {

@@ -97,11 +97,17 @@ def evaluate_run(run_dir: Path, split: str = "test", threshold: float | None = N
 # ---------------------------------------------------------------- several classes
 
 
-def argmax_confusion(predictions: pd.DataFrame, split: str) -> tuple[list[str], np.ndarray]:
-    """K x K counts, rows true, columns predicted by the largest probability."""
+def multiclass_confusion(predictions: pd.DataFrame, split: str, thresholds: dict[str, float] | None = None,
+                         fallback: str | None = None) -> tuple[list[str], np.ndarray]:
+    """K x K counts, rows true, columns predicted: by the largest probability, or with per-class
+    thresholds (see `decide`) when they are given."""
     classes = classes_of(predictions)
     rows = predictions[predictions["split"] == split]
-    predicted = rows[[f"prob_{c}" for c in classes]].to_numpy().argmax(axis=1)
+    probs = rows[[f"prob_{c}" for c in classes]].to_numpy()
+    if thresholds:
+        predicted = decide(probs, np.array([thresholds[c] for c in classes]), classes.index(fallback))
+    else:
+        predicted = probs.argmax(axis=1)
     truth = pd.Categorical(rows["label"], categories=classes).codes
     matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
     np.add.at(matrix, (truth[truth >= 0], predicted[truth >= 0]), 1)

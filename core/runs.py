@@ -209,3 +209,18 @@ def compare(run_dirs: list[Path]) -> pd.DataFrame:
             "images/s": None if metrics.empty else float(metrics["images_per_s"].median()),
         })
     return pd.DataFrame(rows)
+
+
+def delete(run_dir: Path, role: str = "admin") -> None:
+    """Remove a run directory for good: admins only, never an active run or the embedded demo."""
+    import shutil
+
+    from core.annotations import require
+
+    require(role, "delete runs")
+    run_dir = Path(run_dir)
+    if run_dir in rundir.demo_runs():
+        raise ValueError("The embedded demo run ships with Lumen and cannot be deleted.")
+    if status(run_dir).get("state") in rundir.ACTIVE:
+        raise ValueError("This run is still active; cancel it before deleting it.")
+    shutil.rmtree(run_dir)

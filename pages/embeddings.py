@@ -6,9 +6,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import embeddings, evaluation, rundir
+from core import annotations, embeddings, evaluation, rundir
 from core.runconfig import dataset_spec
 from ui.gallery import image_grid
+from ui.identity import current_reader
 from ui.item_panel import item_panel
 from ui.router import ensure_router
 from ui.runs_picker import pick_run, predictions
@@ -18,7 +19,7 @@ ensure_router()
 
 METHOD_NAMES = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}
 COLOUR_BY = {"label": "true label", "predicted": "prediction", "outcome": "correct or wrong",
-             "confidence": "confidence", "split": "split", "group": "group"}
+             "confidence": "confidence", "split": "split", "group": "group", "review": "review status"}
 NEAR_DUPLICATE = 0.002  # cosine distance under which two crops are treated as the same image
 
 
@@ -39,6 +40,24 @@ def _decorate(frame: pd.DataFrame, preds: pd.DataFrame, classes: list[str]) -> p
     predicted = np.array(classes)[matrix.argmax(axis=1)]
     return frame.assign(predicted=predicted, confidence=matrix.max(axis=1),
                         outcome=np.where(predicted == frame["label"].to_numpy(), "correct", "wrong"))
+
+
+def _review_status(frame: pd.DataFrame, dataset_key: str) -> pd.Series:
+    """Each item's latest review status by any reader ("to review", "reviewed", ...), else "none"."""
+    current = annotations.open_store().current(dataset_key)
+    latest = current.sort_values("updated").dropna(subset=["status"]).drop_duplicates("item_id", keep="last")
+    return frame["item_id"].map(latest.set_index("item_id")["status"]).fillna("none")
+
+
+def _tag_for_review(dataset_key: str, ids: list[str], classes: list[str]) -> None:
+    reader, role = current_reader()
+    if st.button(f"Tag these {len(ids):,} items for review", icon=":material/flag:", key="emb_tag",
+                 disabled=not reader or role == "viewer",
+                 help=None if reader else "Type your name in the sidebar first."):
+        store = annotations.open_store()
+        for item_id in ids:
+            store.annotate(dataset_key, item_id, reader, status="to review", classes=classes, role=role)
+        st.toast(f"Tagged {len(ids):,} items: filter on them in Review ('to review').")
 
 
 def _scatter(frame: pd.DataFrame, colour: str, title: str, key: str):
@@ -85,6 +104,7 @@ preds = predictions(run_dir)
 classes = evaluation.classes_of(preds)
 stamp = rundir.checkpoint_path(run_dir, "best").stat().st_mtime_ns
 splits_present = [s for s in ("train", "val", "test") if (preds["split"] == s).any()]
+dataset_key = dataset_spec(rundir.read_config(run_dir)).path  # annotations belong to the dataset
 
 cols = st.columns([1, 1, 1, 1, 2])
 method = cols[0].selectbox("Method", list(METHOD_NAMES), format_func=METHOD_NAMES.get, key="emb_method")
@@ -110,6 +130,8 @@ for col, splits in zip(columns, panels):
         with st.spinner(f"{METHOD_NAMES[method]} of {', '.join(splits)} (computed once, then stored with the run)…"):
             frame = _layout(str(run_dir), stamp, method, splits, tuple(sorted(params.items())), seed)
         frame = _decorate(frame, preds, classes)
+        if colour == "review":
+            frame = frame.assign(review=_review_status(frame, dataset_key))
         events.append(_scatter(frame, colour, f"{METHOD_NAMES[method]}: {', '.join(splits)} ({len(frame):,} items)",
                                key=f"emb_plot_{'_'.join(splits)}"))
 
@@ -128,6 +150,7 @@ elif chosen:
     image_grid(manifest.set_index("id").loc[ids[:48]].reset_index(), columns=8)
     if len(ids) > 48:
         st.caption(f"Showing 48 of {len(ids):,}.")
+    _tag_for_review(dataset_key, ids, classes)
 else:
     st.caption("Draw a lasso (or, with the box tool, a box) around one point to open its image with its "
                "Grad-CAM and nearest neighbours, or around many to see them as a group.")

@@ -29,7 +29,7 @@ def _store(url: str) -> annotations.Store:
     return annotations.open_store(url)
 
 
-def _filters(queue: pd.DataFrame, mine: pd.DataFrame, reader: str) -> pd.DataFrame:
+def _filters(queue: pd.DataFrame, mine: pd.DataFrame, reader: str, tagged: set[str]) -> pd.DataFrame:
     with st.expander("Filter and sort", expanded=True):
         c = st.columns(6)
         split = c[0].multiselect("Split", sorted(queue["split"].unique()), default=["test"] if (
@@ -39,8 +39,8 @@ def _filters(queue: pd.DataFrame, mine: pd.DataFrame, reader: str) -> pd.DataFra
         outcome = c[3].multiselect("Outcome", sorted(queue["outcome"].unique()), key="rv_outcome")
         groups = sorted(queue["group"].dropna().unique())
         group = c[4].multiselect("Group", groups, key="rv_group", disabled=not groups)
-        status = c[5].selectbox("Review status", ["all", "not yet labelled by me", "labelled by me"],
-                                key="rv_status")
+        status = c[5].selectbox("Review status", ["all", "not yet labelled by me", "labelled by me",
+                                                  "tagged to review"], key="rv_status")
         c = st.columns([2, 2, 2])
         low, high = c[0].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.01, key="rv_conf")
         how = c[1].selectbox("Sort", list(SORTS), format_func=lambda s: f"{s}: {SORTS[s]}", key="rv_sort")
@@ -50,7 +50,9 @@ def _filters(queue: pd.DataFrame, mine: pd.DataFrame, reader: str) -> pd.DataFra
         if chosen:
             keep &= queue[column].isin(chosen)
     labelled = set(mine.loc[mine["label"].notna(), "item_id"]) if reader else set()
-    if status != "all":
+    if status == "tagged to review":
+        keep &= queue["item_id"].isin(tagged)
+    elif status != "all":
         keep &= queue["item_id"].isin(labelled) == (status == "labelled by me")
     return sort_queue(queue[keep], how).reset_index(drop=True)
 
@@ -197,7 +199,9 @@ enable_hotkeys()
 browse, agree, audit, export = st.tabs(["Browse and label", "Agreement", "Audit trail", "Export"])
 with browse:
     mine = store.current(key, reader) if reader else pd.DataFrame(columns=["item_id", "label"])
-    rows = _filters(queue, mine, reader)
+    everyone = store.current(key)
+    tagged = set(everyone.loc[everyone["status"] == "to review", "item_id"])
+    rows = _filters(queue, mine, reader, tagged)
     if rows.empty:
         st.info("No item matches these filters.")
     else:

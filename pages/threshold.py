@@ -112,6 +112,9 @@ def _cell_gallery(run_dir, is_pos, scores, threshold, split) -> None:
     st.caption(f"{len(rows):,} {CELLS[cell]}: {len(order)} shown, captioned with their score; mistakes "
                "the model was surest of come first, correct ones nearest the threshold first.")
     image_grid(shown, columns=8, caption="caption")
+    if st.button(f"Open these {len(order)} in Grad-CAM", icon=":material/visibility:", key="thr_to_cam"):
+        st.session_state.update(cam_split=split, cam_set="ids", cam_ids=order["item_id"].tolist())
+        st.switch_page("pages/gradcam.py")
 
 
 st.title("Threshold")
@@ -138,8 +141,17 @@ if tune == "test":
 report_splits = [tune] + [s for s in ("test",) if s != tune and s in splits]
 
 if len(classes) > 2:
-    with st.expander("All classes: argmax decision", expanded=False):
-        labels, matrix = evaluation.argmax_confusion(preds, tune)
+    with st.expander("All classes: decision rule", expanded=False):
+        rule = st.radio("Decide by", ["argmax", "per-class thresholds"], horizontal=True, key="thr_rule",
+                        help="Per-class thresholds: the most probable class among those over their threshold; "
+                             "when none is, the fallback class.")
+        per_class, fallback = None, None
+        if rule == "per-class thresholds":
+            cols = st.columns(len(classes) + 1)
+            per_class = {c: col.number_input(c, 0.0, 1.0, 0.5, 0.01, key=f"thr_pc_{c}")
+                         for col, c in zip(cols, classes)}
+            fallback = cols[-1].selectbox("Fallback class", classes, key="thr_fallback")
+        labels, matrix = evaluation.multiclass_confusion(preds, tune, per_class, fallback)
         st.plotly_chart(figs.confusion(matrix, labels), width="stretch")
 
 slider_key = f"thr_value_{run_dir.name}_{positive}"

@@ -11,6 +11,7 @@ from core import rundir, runs
 from core.runconfig import ConfigError
 from core.sources import SourceError
 from ui.router import ensure_router
+from ui.identity import current_reader, login_configured
 from ui.run_config_form import run_config_form
 from ui.state import current_dataset
 
@@ -52,6 +53,17 @@ def _progress(current: dict) -> None:
 
 def _actions(run_dir: Path, current: dict) -> None:
     cols = st.columns([1, 1, 4])
+    if not may_launch:
+        return
+    if role == "admin" and current.get("state") not in rundir.ACTIVE and run_dir not in rundir.demo_runs():
+        if cols[1].button("Delete run", icon=":material/delete:", key=f"delete_{run_dir.name}"):
+            try:
+                runs.delete(run_dir, role)
+            except (ValueError, PermissionError) as exc:
+                st.error(str(exc))
+            else:
+                st.toast(f"Deleted {run_dir.name}.")
+                st.rerun()
     if current.get("state") in rundir.ACTIVE:
         if cols[0].button("Cancel run", icon=":material/stop:", key=f"cancel_{run_dir.name}"):
             runs.cancel(run_dir)
@@ -122,10 +134,15 @@ def _compare(table: pd.DataFrame) -> None:
 
 st.title("Train")
 name, spec = current_dataset()
-with st.expander("New run", expanded=not any(rundir.runs_root().iterdir())):
-    overrides = run_config_form(name, spec)
-    if overrides is not None:
-        _launch(overrides)
+reader, role = current_reader() if login_configured() else ("", "admin")
+may_launch = role == "admin"
+if may_launch:
+    with st.expander("New run", expanded=not any(rundir.runs_root().iterdir())):
+        overrides = run_config_form(name, spec)
+        if overrides is not None:
+            _launch(overrides)
+else:
+    st.info("Launching, cancelling and deleting runs needs the admin role; you can follow the runs below.")
 
 
 

@@ -17,6 +17,8 @@ def test_embeddings_page_draws_each_method(home, monkeypatch):
         at.selectbox(key="emb_method").select(method).run()
         assert not at.exception, [e.value for e in at.exception]
         assert any("300 items" in c.proto.spec for c in at.get("plotly_chart"))
+    at.selectbox(key="emb_colour").select("review").run()
+    assert not at.exception, [e.value for e in at.exception]
     at.toggle(key="emb_side").set_value(True).run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 2

@@ -84,7 +84,17 @@ def test_multiclass_run_one_vs_rest(at):
     at.selectbox(key="thr_pos_a-multiclass").select("WBC").run()
     _slider(at).set_value(0.2).run()
     assert not at.exception
-    assert any("argmax" in e.label for e in at.expander)
+    assert any("decision rule" in e.label for e in at.expander)
+    at.radio(key="thr_rule").set_value("per-class thresholds").run()
+    at.number_input(key="thr_pc_WBC").set_value(0.99)
+    at.selectbox(key="thr_fallback").select("RBC").run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_per_class_thresholds_with_fallback():
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.45, 0.35], [0.1, 0.2, 0.7]])
+    decided = evaluation.decide(probs, np.array([0.5, 0.5, 0.8]), fallback=1)
+    assert decided.tolist() == [0, 1, 1]  # row 2: nobody passes -> fallback; row 3: 0.7 < 0.8 -> fallback
 
 
 def test_cli_evaluate_matches_sklearn(home):

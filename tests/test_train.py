@@ -140,3 +140,17 @@ def test_repeats_make_one_run_per_seed():
     dirs = runs.create_runs(tiny_config(repeats=3, seed=5))
     seeds = [rundir.read_config(d)["seed"] for d in dirs]
     assert seeds == [5, 6, 7]
+
+
+def test_delete_is_for_admins_and_finished_runs(tmp_path):
+    run_dir = runs.create_runs(tiny_config())[0]
+    with pytest.raises(PermissionError, match="annotator cannot delete runs"):
+        runs.delete(run_dir, role="annotator")
+    rundir.write_status(run_dir, state="running", pid=os.getpid())
+    with pytest.raises(ValueError, match="still active"):
+        runs.delete(run_dir, role="admin")
+    rundir.write_status(run_dir, state="cancelled")
+    runs.delete(run_dir, role="admin")
+    assert not run_dir.exists()
+    with pytest.raises(ValueError, match="demo run"):
+        runs.delete(rundir.demo_runs()[0], role="admin")
