@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import annotations, evaluation, registry, rundir, workspace
+from core import annotations, embeddings, evaluation, registry, rundir, workspace
 from core.runconfig import dataset_spec
 from core.sources import SourceSpec
 from ui.cam_view import cam_for_item, item_pixels
@@ -22,6 +22,11 @@ ensure_router()
 
 PAGE_SIZE = 24
 POSITION_KEY = "review_position"
+
+
+@st.cache_resource(max_entries=4, show_spinner="Computing the model's features once for this run…")
+def _features(run: str) -> pd.DataFrame:
+    return embeddings.load_features(Path(run))
 
 
 @st.cache_resource
@@ -116,6 +121,12 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
         st.image(pixels, width=int(min(900, max(pixels.shape[:2]) * zoom * 2)))
         if not blind and st.toggle("Show Grad-CAM", key="rv_cam"):
             cam_for_item(run_dir, record, item, classes, key="review")
+        if st.toggle("Show nearest neighbours in the model's feature space", key="rv_near"):
+            near = embeddings.nearest_neighbours(_features(str(run_dir)), item["item_id"], k=8)
+            shown = manifest.set_index("id").loc[near["item_id"]].reset_index().assign(
+                caption=[f"{lab} · d={d:.3f}" if not blind else f"d={d:.3f}"
+                         for lab, d in zip(near["label"], near["distance"])])
+            image_grid(shown, columns=8, caption="caption")
     with right:
         if not reader:
             st.warning("Type your name in the sidebar before labelling: every change is recorded under it.")

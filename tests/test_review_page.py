@@ -72,3 +72,9 @@ def test_blind_mode_hides_the_model(at):
     at.sidebar.toggle(key="rv_blind").set_value(True).run()
     line = _position(at)
     assert "model" not in line and "dataset label" not in line
+
+
+def test_nearest_neighbours_in_the_item_view(at):
+    at.toggle(key="rv_near").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert sum("d=" in (img.proto.imgs[0].caption or "") for img in at.get("image")) == 8
