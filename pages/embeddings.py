@@ -68,7 +68,7 @@ def _scatter(frame: pd.DataFrame, colour: str, title: str, key: str):
                      color_discrete_sequence=px.colors.qualitative.Set1)
     fig.update_traces(marker=dict(size=7, opacity=0.8))
     fig.update_layout(height=520, margin=dict(t=40, b=10), xaxis_title=None, yaxis_title=None,
-                      dragmode="lasso", clickmode="event+select", legend_title=COLOUR_BY[colour])
+                      dragmode="zoom", legend_title=COLOUR_BY[colour])
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     return st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
@@ -152,5 +152,5 @@ elif chosen:
         st.caption(f"Showing 48 of {len(ids):,}.")
     _tag_for_review(dataset_key, ids, classes)
 else:
-    st.caption("Draw a lasso (or, with the box tool, a box) around one point to open its image with its "
-               "Grad-CAM and nearest neighbours, or around many to see them as a group.")
+    st.caption("Click a point to open its image with its Grad-CAM and nearest neighbours; pick the lasso or "
+               "box tool (top right of the plot) to select a group.")
