@@ -155,3 +155,35 @@ def warm_up_umap() -> threading.Event:
 
         threading.Thread(target=work, name="umap warm-up", daemon=True).start()
     return _warm
+
+
+def backbone_features(spec, model_name: str = "resnet18", size: int = 64, batch_size: int = 128) -> pd.DataFrame:
+    """Features of a backbone no run has trained, for a dataset with no run yet: a first look at
+    its structure (ImageNet weights when a local copy exists, else random ones, which still
+    group images by colour and texture). Cached in the workspace by content and settings."""
+    import torch
+
+    from core.datacache import prepared_array
+    from core.models import build_model, features
+    from core.scanning import scan
+
+    manifest = scan(spec)
+    rows = manifest[manifest["problem"].isna()].reset_index(drop=True)
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(f"{model_name}|{size}|".encode() + "\n".join(rows["hash"].astype(str)).encode())
+    path = workspace.cache_dir("features") / f"{digest.hexdigest()}.npz"
+    labels = rows["label"].fillna("(unlabelled)").to_numpy(dtype=str)
+    splits, groups = rows["split"].fillna("").to_numpy(dtype=str), rows["group"].fillna("").to_numpy(dtype=str)
+    if path.exists():
+        with np.load(path) as cached:
+            return _frame(rows["id"], splits, labels, groups, cached["features"])
+    images = torch.from_numpy(np.ascontiguousarray(prepared_array(rows, size).transpose(0, 3, 1, 2)))
+    model, _ = build_model(model_name, 2, in_channels=images.shape[1], pretrained="auto")
+    sample = images[:: max(1, len(images) // 512)].float() / 255
+    mean, std = sample.mean(dim=(0, 2, 3), keepdim=True), sample.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
+    feats = np.concatenate([features(model, model_name, (images[i:i + batch_size].float() / 255 - mean) / std).numpy()
+                            for i in range(0, len(images), batch_size)]).astype(np.float32)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, features=feats)
+    workspace.atomic_write_bytes(path, buffer.getvalue())
+    return _frame(rows["id"], splits, labels, groups, feats)

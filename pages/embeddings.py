@@ -8,12 +8,13 @@ import streamlit as st
 
 from core import annotations, embeddings, evaluation, rundir
 from core.runconfig import dataset_spec
+from core.sources import SourceSpec
 from ui.gallery import image_grid
 from ui.identity import current_reader
 from ui.item_panel import item_panel
 from ui.router import ensure_router
 from ui.runs_picker import pick_run, predictions
-from ui.state import load_manifest
+from ui.state import current_dataset, load_manifest
 
 ensure_router()
 
@@ -95,7 +96,51 @@ def _neighbours(run_dir, stamp, item_id: str, split: str, manifest: pd.DataFrame
     image_grid(shown, columns=8, caption="caption")
 
 
+@st.cache_data(max_entries=8, show_spinner="Features of an untrained backbone (once per dataset and model)…")
+def _backbone_layout(spec_json: tuple, model: str, size: int, method: str, params: tuple, seed: int) -> pd.DataFrame:
+    frame = embeddings.backbone_features(SourceSpec.from_dict(dict(spec_json)), model, size)
+    xy = embeddings.reduce(frame.attrs["features"], method, dict(params), seed)
+    return frame.assign(x=xy[:, 0], y=xy[:, 1])
+
+
+def _backbone_view() -> None:
+    """No run needed: the sidebar's dataset through a backbone nobody trained on it."""
+    name, spec = current_dataset()
+    cols = st.columns(4)
+    model = cols[0].selectbox("Backbone", ["resnet18", "simple_cnn", "densenet121", "efficientnet_b0"],
+                              key="emb_bb_model")
+    size = cols[1].selectbox("Image size", [32, 64, 128], index=1, key="emb_bb_size")
+    method = cols[2].selectbox("Method", list(METHOD_NAMES), format_func=METHOD_NAMES.get, key="emb_bb_method")
+    colour = cols[3].selectbox("Colour by", ["label", "split", "group"], key="emb_bb_colour")
+    spec_key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.to_dict().items()))
+    frame = _backbone_layout(spec_key, model, size, method, (), 0)
+    st.caption(f"{name}: {len(frame):,} images through an untrained {model} (ImageNet weights when a local "
+               "copy exists): a first look at the data's structure before any training.")
+    fig = px.scatter(frame, x="x", y="y", color=colour, custom_data=["item_id", "split"], render_mode="webgl",
+                     hover_data={"item_id": True, "label": True, "x": False, "y": False},
+                     color_discrete_sequence=px.colors.qualitative.Set1)
+    fig.update_layout(height=520, margin=dict(t=10, b=10), xaxis_title=None, yaxis_title=None)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                            key="emb_bb_plot")
+    chosen = _selected([event])
+    manifest = load_manifest(spec)
+    if chosen:
+        ids = [i for i, _ in chosen][:48]
+        image_grid(manifest.set_index("id").loc[ids].reset_index(), columns=8)
+        if len(chosen) == 1:
+            near = embeddings.nearest_neighbours(frame, ids[0], k=8)
+            st.markdown("**Nearest neighbours in this feature space**")
+            image_grid(manifest.set_index("id").loc[near["item_id"]].reset_index().assign(
+                caption=[f"{lab} · d={d:.3f}" for lab, d in zip(near["label"], near["distance"])]), 8, "caption")
+
+
 st.title("Embeddings")
+if st.radio("Features of", ["a trained run", "an untrained backbone (no run needed)"], horizontal=True,
+            key="emb_source") != "a trained run":
+    _backbone_view()
+    st.stop()
 run_dir = pick_run()
 if run_dir is None:
     st.stop()

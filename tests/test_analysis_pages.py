@@ -36,3 +36,12 @@ def test_gradcam_page_single_and_set(home, monkeypatch):
     at.multiselect(key="cam_methods").set_value(["GradCAM", "EigenCAM"]).run()
     assert not at.exception
     assert sum("Removing the most salient" in m.value for m in at.markdown) == 2
+
+
+def test_embeddings_of_an_untrained_backbone_need_no_run(home, monkeypatch):
+    at = open_page("pages/embeddings.py", home, monkeypatch, "tiny")
+    at.radio(key="emb_source").set_value("an untrained backbone (no run needed)").run()
+    at.selectbox(key="emb_bb_model").select("simple_cnn")
+    at.selectbox(key="emb_bb_method").select("pca").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("300 images through an untrained simple_cnn" in c.value for c in at.caption)

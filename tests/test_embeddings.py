@@ -71,3 +71,16 @@ def test_embed_cli_writes_a_layout(run_dir, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "core", "embed", str(run_dir), "--method", "mds", "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert bad.returncode == 2 and "unknown method" in bad.stderr
+
+
+def test_backbone_features_without_a_run_are_cached(monkeypatch):
+    from core.registry import DEMO_DATASETS
+    spec = list(DEMO_DATASETS.values())[1]  # the blood-cell demo: no run has been trained on it
+    frame = embeddings.backbone_features(spec, "simple_cnn", size=32)
+    assert len(frame) == 333 and frame.attrs["features"].shape == (333, 256)
+    assert set(frame["label"]) == {"Platelets", "RBC", "WBC"}
+    monkeypatch.setattr("core.models.features", lambda *a, **k: pytest.fail("recomputed"))
+    again = embeddings.backbone_features(spec, "simple_cnn", size=32)
+    assert np.array_equal(again.attrs["features"], frame.attrs["features"])
+    xy = embeddings.reduce(frame.attrs["features"], "pca")
+    assert xy.shape == (333, 2)
