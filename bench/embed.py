@@ -1,4 +1,5 @@
-"""Embedding costs at 5k and 20k points: penultimate features, then PCA, UMAP and t-SNE. Figures only.
+"""Embedding costs at 5k and 20k points: penultimate features, then PCA, UMAP and t-SNE (openTSNE,
+which Lumen uses, and scikit-learn's for comparison). Figures only.
 
 Features: a simple CNN and a ResNet18 (random weights; speed does not depend on them) over 64 px
 images. Reducers: the demo run's real 256-d features, repeated with small noise to N points, so
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -50,8 +53,11 @@ def main() -> int:
     for n in sizes:
         data = base[rng.integers(0, len(base), n)] + rng.normal(0, 0.05 * base.std(), (n, base.shape[1]))
         for method in ("pca", "umap", "tsne"):
-            print(f"{method:5s} on {n:6,} points: {timed(lambda: embeddings.reduce(data.astype(np.float32), method)):7.1f} s",
-                  flush=True)
+            print(f"{method:5s} on {n:6,} points: {timed(lambda: embeddings.reduce(data.astype(np.float32), method)):7.1f} s"
+                  + (" (openTSNE)" if method == "tsne" else ""), flush=True)
+        reduced = PCA(n_components=50, random_state=0).fit_transform(data.astype(np.float32))
+        print(f"tsne  on {n:6,} points: {timed(lambda: TSNE(perplexity=30, random_state=0, init='pca').fit_transform(reduced)):7.1f} s"
+              " (scikit-learn, for comparison)", flush=True)
     return 0
 
 

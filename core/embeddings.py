@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Callable
@@ -108,10 +109,10 @@ def reduce(features: np.ndarray, method: str, params: dict | None = None, seed: 
         n_neighbors = int(min(params["n_neighbors"], max(2, len(x) - 1)))
         return umap.UMAP(n_neighbors=n_neighbors, min_dist=float(params["min_dist"]),
                          random_state=seed).fit_transform(x)
-    from sklearn.manifold import TSNE
+    import openTSNE  # measured faster than scikit-learn's t-SNE (bench/embed.py), more so as N grows
 
     perplexity = float(min(params["perplexity"], max(1.0, (len(x) - 1) / 3)))
-    return TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(x)
+    return np.asarray(openTSNE.TSNE(perplexity=perplexity, random_state=seed, n_jobs=os.cpu_count() or 1).fit(x))
 
 
 def layout(run_dir: Path, method: str, splits: tuple[str, ...], params: dict | None = None, seed: int = 0,
@@ -125,9 +126,9 @@ def layout(run_dir: Path, method: str, splits: tuple[str, ...], params: dict | N
     if path.exists():
         xy = np.load(path)
     else:
-        xy = reduce(frame.attrs["features"][chosen], method, params, seed)
+        xy = reduce(frame.attrs["features"][chosen], method, params, seed).astype(np.float32)  # as stored
         buffer = io.BytesIO()
-        np.save(buffer, xy.astype(np.float32))
+        np.save(buffer, xy)
         workspace.atomic_write_bytes(path, buffer.getvalue())
     return rows.assign(x=xy[:, 0], y=xy[:, 1])
 
