@@ -33,6 +33,11 @@ def test_gradcam_page_single_and_set(home, monkeypatch):
     at.selectbox(key="cam_method_single").select("GradCAM++").run()
     assert not at.exception
     assert any("inside the annotated mask" in c.value for c in at.caption)
+    at.text_input(key="cam_layer_single").input("features.2").run()
+    assert not at.exception and not at.error
+    at.text_input(key="cam_layer_single").input("no.such.layer").run()
+    assert any("no layer 'no.such.layer'" in e.value for e in at.error)
+    at.text_input(key="cam_layer_single").input("").run()
     at.multiselect(key="cam_methods").set_value(["GradCAM", "EigenCAM"]).run()
     assert not at.exception
     assert sum("Removing the most salient" in m.value for m in at.markdown) == 2

@@ -47,8 +47,14 @@ def cam_for_item(run_dir: Path, row: pd.Series, pred: pd.Series, classes: list[s
     choice = cols[1].selectbox("Explain the class", ["predicted", "true label", *classes], key=f"cam_target_{key}")
     alpha = cols[2].slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key=f"cam_alpha_{key}")
     target = None if choice == "predicted" else (pred["label"] if choice == "true label" else choice)
-    with st.spinner(f"{method}…"):
-        result = cam.explain(model, ckpt, item_pixels(row), method, target)
+    layer = st.text_input("Target layer (blank: the architecture's usual one)", key=f"cam_layer_{key}",
+                          placeholder="e.g. layer3 for ResNet18, features.2 for the simple CNN").strip() or None
+    try:
+        with st.spinner(f"{method}…"):
+            result = cam.explain(model, ckpt, item_pixels(row), method, target, target_layer=layer)
+    except ValueError as exc:
+        st.error(f"{exc} Layer names are those of the model's named_modules().")
+        return
     pictures = st.columns(3)
     pictures[0].image(result.image, caption="model input (padding visible)", width="stretch")
     pictures[1].image(cam.heatmap(result.cam), caption=f"{result.method} for {result.target}", width="stretch")
