@@ -7,7 +7,6 @@ overwrites its own exports but never writes into a folder someone else filled.
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import time

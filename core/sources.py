@@ -7,7 +7,7 @@ does not exist, an unknown label or split). `core.scanning` then reads the files
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np

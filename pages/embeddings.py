@@ -1,6 +1,8 @@
 """Embeddings page: the model's feature space as a clickable map, linked to the images."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -26,12 +28,12 @@ NEAR_DUPLICATE = 0.002  # cosine distance under which two crops are treated as t
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _layout(run: str, stamp: int, method: str, splits: tuple, params: tuple, seed: int) -> pd.DataFrame:
-    return embeddings.layout(rundir.Path(run), method, splits, dict(params), seed)
+    return embeddings.layout(Path(run), method, splits, dict(params), seed)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _features(run: str, stamp: int) -> pd.DataFrame:
-    return embeddings.load_features(rundir.Path(run))
+    return embeddings.load_features(Path(run))
 
 
 def _decorate(frame: pd.DataFrame, preds: pd.DataFrame, classes: list[str]) -> pd.DataFrame:

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,7 @@ def _curve(run: str, mtime: float, positive: str, split: str, temperature: float
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _scores(run: str, mtime: float, positive: str, split: str, temperature: float):
-    preds = predictions(rundir.Path(run))
+    preds = predictions(Path(run))
     rows = preds[preds["split"] == split]
     if temperature != 1.0:
         classes = evaluation.classes_of(preds)
@@ -44,7 +45,7 @@ def _scores(run: str, mtime: float, positive: str, split: str, temperature: floa
 
 @st.cache_data(max_entries=16, show_spinner="Fitting temperature on validation…")
 def _temperature(run: str, mtime: float) -> float:
-    preds = predictions(rundir.Path(run))
+    preds = predictions(Path(run))
     val = preds[preds["split"] == "val"]
     classes = evaluation.classes_of(preds)
     labels = pd.Categorical(val["label"], categories=classes).codes

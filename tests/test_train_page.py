@@ -1,5 +1,6 @@
 """AppTest of the Train page: launch a tiny real run, watch it finish, cancel and resume another."""
 import time
+from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
@@ -21,7 +22,7 @@ def set_tiny(at: AppTest, epochs: int) -> None:
     at.number_input(key="train_batch").set_value(16 if epochs > 2 else 64)
 
 
-def only_run() -> rundir.Path:
+def only_run() -> Path:
     dirs = [d for d in rundir.runs_root().iterdir() if d.is_dir()]
     assert len(dirs) == 1
     return dirs[0]

@@ -1,6 +1,8 @@
 """Shared sidebar state and cached loaders; the only place pages reach the dataset registry."""
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from core import registry
@@ -13,7 +15,6 @@ PENDING_KEY = "dataset_to_select"  # set by a page; applied before the sidebar w
 
 def _source_stamp(spec: SourceSpec) -> float:
     """Modification time of the source file or folder: part of the cache key, so edits show."""
-    import os
     try:
         return os.stat(spec.path).st_mtime
     except OSError:
