@@ -40,6 +40,7 @@ FLAGS = ("artifact", "poor staining", "out of focus", "not the target structure"
 SPECIAL_LABELS = ("uncertain", "exclude")
 STATUSES = ("reviewed", "skipped", "to review")  # "to review": tagged from the embedding map
 FIELDS = ("label", "confidence", "note", "flags", "status", "adjudicated")
+CLEARABLE = ("label", "confidence", "status")  # what Store.clear withdraws; a cleared value is stored as null
 ROLES = ("viewer", "annotator", "admin")
 PERMISSIONS = {
     "viewer": {"browse"},
@@ -240,6 +241,18 @@ class Store:
         values = validate(item_id, reader, label=label, confidence=confidence, note=note, flags=flags,
                           status=status, classes=classes, known_items=known_items)
         return self._write(dataset, item_id, reader.strip(), role, values)
+
+    def clear(self, dataset: str, item_id: str, reader: str, *, fields: tuple[str, ...] = CLEARABLE,
+              known_items: set[str] | None = None, role: str = "annotator") -> list[dict]:
+        """Withdraw a reader's values (a mis-click, a label on the wrong item): the item counts as not
+        labelled by them again, while the trail keeps what was there. Returns the events written."""
+        require(role, "annotate")
+        unknown = set(fields) - set(CLEARABLE)
+        if unknown:
+            raise AnnotationError(f"Cannot clear {', '.join(sorted(unknown))}: only {', '.join(CLEARABLE)} "
+                                  "(notes and flags clear by saving them empty).")
+        validate(item_id, reader, classes=[], known_items=known_items)
+        return self._write(dataset, item_id, reader.strip(), role, dict.fromkeys(fields))
 
     def adjudicate(self, dataset: str, item_id: str, reader: str, label: str, *, classes: list[str],
                    known_items: set[str] | None = None, role: str = "admin") -> list[dict]:

@@ -36,17 +36,23 @@ def _checkpoint_stamp(run_dir: Path) -> int:
     return int(metrics.loc[metrics["best"], "epoch"].iloc[-1]) if not metrics.empty else 0
 
 
+def features_cached(run_dir: Path) -> bool:
+    """Whether the best model's features are stored already (so the UI knows if a progress bar is due)."""
+    path = _features_path(run_dir)
+    if not path.exists():
+        return False
+    with np.load(path, allow_pickle=False) as cached:
+        return int(cached["stamp"]) == _checkpoint_stamp(run_dir)
+
+
 def load_features(run_dir: Path, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Penultimate features of the best model for every item of the run (all splits), cached.
 
     Returns a frame with item_id, split, label, group and a `features` matrix in `.attrs`."""
-    path = _features_path(run_dir)
-    stamp = _checkpoint_stamp(run_dir)
-    if path.exists():
+    path, stamp = _features_path(run_dir), _checkpoint_stamp(run_dir)
+    if features_cached(run_dir):
         with np.load(path, allow_pickle=False) as cached:
-            if int(cached["stamp"]) == stamp:
-                return _frame(cached["item_id"], cached["split"], cached["label"], cached["group"],
-                              cached["features"])
+            return _frame(cached["item_id"], cached["split"], cached["label"], cached["group"], cached["features"])
     items, feats = compute_features(run_dir, progress)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, stamp=stamp, features=feats, item_id=items["id"].to_numpy(dtype=str),

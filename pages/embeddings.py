@@ -15,6 +15,7 @@ from ui.gallery import image_grid
 from ui.identity import current_reader
 from ui.item_panel import item_panel
 from ui.router import ensure_router
+from ui.run_features import checkpoint_stamp, run_features
 from ui.runs_picker import pick_run, predictions
 from ui.state import current_dataset, load_manifest
 
@@ -29,11 +30,6 @@ NEAR_DUPLICATE = 0.002  # cosine distance under which two crops are treated as t
 @st.cache_data(max_entries=32, show_spinner=False)
 def _layout(run: str, stamp: int, method: str, splits: tuple, params: tuple, seed: int) -> pd.DataFrame:
     return embeddings.layout(Path(run), method, splits, dict(params), seed)
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _features(run: str, stamp: int) -> pd.DataFrame:
-    return embeddings.load_features(Path(run))
 
 
 def _decorate(frame: pd.DataFrame, preds: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
@@ -86,8 +82,8 @@ def _selected(events) -> list[tuple[str, str]]:
     return list(dict.fromkeys(chosen))
 
 
-def _neighbours(run_dir, stamp, item_id: str, split: str, manifest: pd.DataFrame) -> None:
-    near = embeddings.nearest_neighbours(_features(str(run_dir), stamp), item_id, k=8)
+def _neighbours(run_dir, item_id: str, split: str, manifest: pd.DataFrame) -> None:
+    near = embeddings.nearest_neighbours(run_features(run_dir), item_id, k=8)
     leaks = near[(near["distance"] < NEAR_DUPLICATE) & (near["split"] != split)]
     if not leaks.empty:
         st.error(f"{len(leaks)} near-duplicate(s) of this image sit in another split "
@@ -149,7 +145,7 @@ if run_dir is None:
 warm = embeddings.warm_up_umap()
 preds = predictions(run_dir)
 classes = evaluation.classes_of(preds)
-stamp = rundir.checkpoint_path(run_dir, "best").stat().st_mtime_ns
+stamp = checkpoint_stamp(run_dir)
 splits_present = [s for s in ("train", "val", "test") if (preds["split"] == s).any()]
 dataset_key = dataset_spec(rundir.read_config(run_dir)).path  # annotations belong to the dataset
 
@@ -170,6 +166,7 @@ panels = [("train",), ("test",)] if side_by_side else [tuple(st.multiselect(
 if method == "umap" and not warm.is_set():
     st.caption("UMAP is compiling in the background (once per server start); layouts already computed "
                "for this run show at once.")
+run_features(run_dir)  # the first time for this checkpoint: a pass over every image, with progress
 events = []
 columns = st.columns(len(panels))
 for col, splits in zip(columns, panels):
@@ -190,7 +187,7 @@ if typed:
 if len(chosen) == 1:
     item_id, split = chosen[0]
     item_panel(run_dir, manifest, preds, item_id, split)
-    _neighbours(run_dir, stamp, item_id, split, manifest)
+    _neighbours(run_dir, item_id, split, manifest)
 elif chosen:
     ids = [i for i, _ in chosen]
     st.markdown(f"**{len(ids):,} selected items**")

@@ -15,6 +15,7 @@ from ui.hotkeys import enable_hotkeys
 from ui.identity import current_reader
 from ui.review_queue import SORTS, decisions, sort_queue
 from ui.router import ensure_router
+from ui.run_features import run_features
 from ui.runs_picker import pick_run, predictions
 from ui.state import load_manifest, select_dataset_next_run
 
@@ -22,11 +23,6 @@ ensure_router()
 
 PAGE_SIZE = 24
 POSITION_KEY = "review_position"
-
-
-@st.cache_resource(max_entries=4, show_spinner="Computing the model's features once for this run…")
-def _features(run: str) -> pd.DataFrame:
-    return embeddings.load_features(Path(run))
 
 
 @st.cache_resource
@@ -82,6 +78,20 @@ def _label_buttons(store, key, item_id, reader, role, classes, known, total) -> 
             st.rerun()
 
 
+def _clear_button(store, key, item_id, reader, role, known, current: dict) -> None:
+    """Undo for a mis-click: the item goes back to "not yet labelled by me"; the trail keeps the old label."""
+    if st.button("Clear my label", icon=":material/backspace:", key="rv_clear", width="stretch",
+                 disabled=role == "viewer" or not reader or not current.get("label"),
+                 help="Withdraws your label, confidence and review status for this item (key: Backspace). "
+                      "The audit trail keeps what was there."):
+        try:
+            store.clear(key, item_id, reader, known_items=known, role=role)
+        except (annotations.AnnotationError, PermissionError) as exc:
+            st.error(str(exc))
+            return
+        st.rerun()
+
+
 def _details_form(store, key, item_id, reader, role, classes, known, current: dict) -> None:
     with st.form(f"rv_details_{item_id}", border=False):
         c = st.columns([1, 2])
@@ -122,7 +132,7 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
         if not blind and st.toggle("Show Grad-CAM", key="rv_cam"):
             cam_for_item(run_dir, record, item, classes, key="review")
         if st.toggle("Show nearest neighbours in the model's feature space", key="rv_near"):
-            near = embeddings.nearest_neighbours(_features(str(run_dir)), item["item_id"], k=8)
+            near = embeddings.nearest_neighbours(run_features(run_dir), item["item_id"], k=8)
             shown = manifest.set_index("id").loc[near["item_id"]].reset_index().assign(
                 caption=[f"{lab} · d={d:.3f}" if not blind else f"d={d:.3f}"
                          for lab, d in zip(near["label"], near["distance"])])
@@ -130,9 +140,10 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
     with right:
         if not reader:
             st.warning("Type your name in the sidebar before labelling: every change is recorded under it.")
-        st.markdown("**Label** (keys 1–9; ← → move)")
-        _label_buttons(store, key, item["item_id"], reader, role, classes, set(rows["item_id"]) | set(manifest["id"]),
-                       total)
+        st.markdown("**Label** (keys 1–9; ← → move; Backspace clears)")
+        known = set(rows["item_id"]) | set(manifest["id"])
+        _label_buttons(store, key, item["item_id"], reader, role, classes, known, total)
+        _clear_button(store, key, item["item_id"], reader, role, known, current)
         _details_form(store, key, item["item_id"], reader, role, classes, set(manifest["id"]), current)
         if not blind:
             probs = {c: float(item[f"prob_{c}"]) for c in classes}

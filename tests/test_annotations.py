@@ -282,6 +282,35 @@ def test_only_changes_are_recorded_with_old_and_new_values(store):
     assert store.readers("ds") == ["alice"]
 
 
+def test_a_cleared_label_no_longer_counts_but_stays_in_the_trail(store):
+    store.annotate("ds", "a", "alice", label="GS", confidence=4, status="reviewed", note="odd", classes=CLASSES)
+    store.annotate("ds", "a", "bob", label="GS", classes=CLASSES)
+    cleared = store.clear("ds", "a", "alice")
+    assert sorted((e["field"], e["old_value"], e["new_value"]) for e in cleared) == [
+        ("confidence", 4, None), ("label", "GS", None), ("status", "reviewed", None)]
+    assert store.clear("ds", "a", "alice") == []  # nothing left to clear
+    mine = store.current("ds", "alice").iloc[0]
+    assert mine["label"] is None and pd.isna(mine["confidence"]) and mine["status"] is None
+    assert mine["note"] == "odd"  # only the named fields are withdrawn
+    assert annotations.majority_labels(store.labels("ds")).to_dict() == {"a": "GS"}  # bob alone now
+    assert len(annotations.disagreements(store, "ds")) == 0
+    trail = store.history("ds", "a")
+    assert ["label", "GS", ""] in trail[["field", "old_value", "new_value"]].values.tolist()
+    store.annotate("ds", "a", "alice", label="non-GS", classes=CLASSES)  # labelling again works
+    assert store.current("ds", "alice")["label"].tolist() == ["non-GS"]
+
+
+def test_clearing_is_checked_like_labelling(store):
+    store.annotate("ds", "a", "alice", label="GS", classes=CLASSES)
+    with pytest.raises(PermissionError):
+        store.clear("ds", "a", "alice", role="viewer")
+    with pytest.raises(annotations.AnnotationError, match="Cannot clear note"):
+        store.clear("ds", "a", "alice", fields=("note",))
+    with pytest.raises(annotations.AnnotationError, match="Unknown item"):
+        store.clear("ds", "zzz", "alice", known_items={"a"})
+    assert store.current("ds", "alice")["label"].tolist() == ["GS"]
+
+
 def test_default_store_lives_in_the_workspace(lumen_home, monkeypatch):
     monkeypatch.delenv("LUMEN_DB_URL", raising=False)
     store = annotations.open_store()

@@ -16,7 +16,12 @@ def run_dir(tmp_path_factory):
 
 
 def test_features_have_one_row_per_item_and_are_cached(run_dir, monkeypatch):
-    frame = embeddings.load_features(run_dir)
+    (run_dir / "features.npz").unlink(missing_ok=True)
+    assert not embeddings.features_cached(run_dir)
+    reported = []
+    frame = embeddings.load_features(run_dir, progress=lambda done, total: reported.append((done, total)))
+    assert reported and reported[-1] == (300, 300) and reported == sorted(reported)
+    assert embeddings.features_cached(run_dir)
     feats = frame.attrs["features"]
     assert feats.shape == (300, 256) and len(frame) == 300  # simple CNN: 256 channels before the head
     assert set(frame["split"]) == {"train", "val", "test"}

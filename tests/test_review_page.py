@@ -44,6 +44,13 @@ def test_filter_label_and_next(at, tmp_path):
     assert labels["label"].tolist() == ["GS"] and labels["status"].tolist() == ["reviewed"]
     at.button(key="rv_prev").click().run()
     assert _position(at).startswith(first) and _position(at).endswith("your label: **GS**")
+    at.button(key="rv_clear").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _position(at).startswith(first) and "your label" not in _position(at)
+    assert at.button(key="rv_clear").disabled
+    assert store.current(dataset, "Dr A")["label"].tolist() == [None]
+    at.selectbox(key="rv_status").set_value("labelled by me").run()
+    assert any("No item matches" in i.value for i in at.info)
 
 
 def test_two_readers_agreement_and_corrected_labels(at, trained):

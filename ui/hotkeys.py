@@ -2,7 +2,8 @@
 
 Streamlit has no key bindings, so a one-pixel same-origin iframe (our own script) listens on the
 page and clicks the matching button: a button whose text starts with "N ·" for digit N, and the
-buttons labelled "Previous" and "Next" for the arrow keys (or k and j).
+buttons labelled "Previous" and "Next" for the arrow keys (or k and j), and "Clear my label" for
+Backspace or Delete.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ if (!doc.lumenHotkeys) {
     if (/^[1-9]$/.test(event.key)) click((t) => t.startsWith(event.key + " ·"));
     else if (event.key === "ArrowRight" || event.key === "j") click((t) => t.endsWith("Next"));
     else if (event.key === "ArrowLeft" || event.key === "k") click((t) => t.endsWith("Previous"));
+    else if (event.key === "Backspace" || event.key === "Delete") click((t) => t.endsWith("Clear my label"));
   });
 }
 </script>
