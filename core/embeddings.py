@@ -82,7 +82,7 @@ def compute_features(run_dir: Path, progress=None, batch_size: int = 256) -> tup
     std = torch.tensor(ckpt["norm"]["std"]).view(1, -1, 1, 1)
     out, n = [], len(data.items)
     for start in range(0, n, batch_size):
-        x = (data.images[start:start + batch_size].float() / 255 - mean) / std
+        x = (data.batch(np.arange(start, min(start + batch_size, n))).float() / 255 - mean) / std
         out.append(features(model, ckpt["config"]["model"]["name"], x).numpy())
         if progress:
             progress(min(start + batch_size, n), n)

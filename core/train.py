@@ -8,6 +8,7 @@ one writes the files.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -30,6 +31,7 @@ from core.scanning import scan, usable
 from core.splits import assign_splits
 
 PROGRESS_EVERY_S = 2.0
+STOP_POLL_BATCHES = 10  # under torchrun: batches between two agreed stop checks
 
 
 class Cancelled(Exception):
@@ -38,15 +40,27 @@ class Cancelled(Exception):
 
 @dataclass
 class Data:
-    """The whole usable dataset, preprocessed: images (N, C, S, S) uint8 and integer labels."""
+    """The whole usable dataset, preprocessed, and its integer labels.
 
-    images: torch.Tensor
+    The pixels stay memory-mapped from the image cache: a batch copies only its own rows, so a
+    dataset larger than RAM trains, and the OS page cache keeps a small one in memory anyway."""
+
+    pixels: np.ndarray  # (N, S, S, C) uint8, a memmap when it came from the cache
     labels: torch.Tensor
     items: pd.DataFrame  # id, split, label, group, path, index
     classes: list[str]
 
+    @property
+    def channels(self) -> int:
+        return self.pixels.shape[3]
+
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.items["split"].to_numpy() == split)
+
+    def batch(self, idx) -> torch.Tensor:
+        """uint8 (B, C, S, S) of the given rows, channels-last in memory (the layout convolutions prefer)."""
+        rows = np.asarray(self.pixels[np.asarray(idx, dtype=np.intp)])  # fancy indexing: a fresh copy
+        return torch.from_numpy(rows).permute(0, 3, 1, 2)
 
 
 # ---------------------------------------------------------------- data
@@ -69,16 +83,15 @@ def load_data(config: dict, progress: Callable[[int, int], None] | None = None) 
     prep = config["preprocess"]
     listed = manifest.loc[usable(manifest)].reset_index(drop=True)  # original splits locate npz rows
     array = prepared_array(listed, prep["size"], prep["pad_mode"], prep["fit"], progress)
-    images = torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))  # one writable copy
     labels = torch.as_tensor(rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(), dtype=torch.long)
     items = rows[["id", "split", "label", "group", "path", "index"]].copy()
-    return Data(images, labels, items, classes)
+    return Data(array, labels, items, classes)
 
 
-def channel_stats(images: torch.Tensor, idx: np.ndarray, sample: int = 2048) -> tuple[list, list]:
+def channel_stats(data: Data, idx: np.ndarray, sample: int = 2048) -> tuple[list, list]:
     """Per-channel mean and std of training images (on a sample), for normalisation."""
     pick = idx[np.linspace(0, len(idx) - 1, min(sample, len(idx))).astype(int)]
-    x = images[torch.as_tensor(pick)].float() / 255.0
+    x = data.batch(pick).float() / 255.0
     mean = x.mean(dim=(0, 2, 3))
     std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
     return mean.tolist(), std.tolist()
@@ -185,8 +198,10 @@ class Loop:
     world: int = 1
 
     def to_input(self, idx) -> torch.Tensor:
-        x = self.data.images[torch.as_tensor(idx)].to(self.device, non_blocking=True).float().div_(255)
-        return x
+        # uint8 crosses to the device (a quarter of float32's bytes); augmentation runs faster on the
+        # plain layout (measured), and normalise() turns the result channels-last for the model.
+        x = self.data.batch(idx).to(self.device, non_blocking=True)
+        return x.to(torch.float32, memory_format=torch.contiguous_format).div_(255)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
@@ -219,7 +234,10 @@ def train_one_epoch(loop: Loop, optimiser, criterion, order: np.ndarray, gen: to
     set_train_mode(loop.model, loop.config["model"]["freeze"])
     batch_size = loop.config["batch_size"]
     n_batches = max(1, math.ceil(len(order) / batch_size))
-    total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+    # Running sums stay on the device: a .item() per batch would wait for the GPU every batch.
+    total_loss = torch.zeros((), device=loop.device)
+    correct = torch.zeros((), device=loop.device, dtype=torch.long)
+    seen, start = 0, time.perf_counter()
     for b in range(n_batches):
         if should_stop():
             raise Cancelled()
@@ -234,10 +252,11 @@ def train_one_epoch(loop: Loop, optimiser, criterion, order: np.ndarray, gen: to
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        total_loss += loss.item() * len(idx)
-        correct += (logits.argmax(1) == y).sum().item()
+        total_loss += loss.detach() * len(idx)
+        correct += (logits.argmax(1) == y).sum()
         seen += len(idx)
         on_batch(b + 1, n_batches)
+    total_loss, correct = total_loss.item(), correct.item()
     seconds = time.perf_counter() - start
     total_loss, correct, seen = _sum_over_processes([total_loss, correct, seen], loop.world)
     return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
@@ -361,6 +380,16 @@ def _agree(flag: bool, world: int) -> bool:
     return bool(box[0])
 
 
+def stop_poll(should_stop: Callable[[], bool], world: int, every: int = STOP_POLL_BATCHES) -> Callable[[], bool]:
+    """The per-batch stop check. Under torchrun the first process's answer is broadcast, which
+    costs a round trip and a device sync, so the processes ask together only every `every`-th batch
+    (they call in step: every process runs the same number of batches)."""
+    if world == 1:
+        return should_stop
+    calls = itertools.count()
+    return lambda: next(calls) % every == 0 and _agree(should_stop(), world)
+
+
 def write_predictions(loop: Loop, run_dir: Path) -> None:
     items = loop.data.items
     probs = predict(loop, np.arange(len(items)))
@@ -390,11 +419,11 @@ def run(config: dict, run_dir: Path, resume: bool = False,
     if lead:
         _barrier(world)
     train_idx, val_idx = data.indices("train"), data.indices("val")
-    in_channels = data.images.shape[1]
+    in_channels = data.channels
     model, model_info = build_for(config, len(data.classes), in_channels)
     model.to(device)
     model = model.to(memory_format=torch.channels_last)
-    mean, std = channel_stats(data.images, train_idx)
+    mean, std = channel_stats(data, train_idx)
     loop = Loop(model, data, device, torch.tensor(mean, device=device).view(1, -1, 1, 1),
                 torch.tensor(std, device=device).view(1, -1, 1, 1), config, rank, world)
     optimiser = make_optimiser(model.parameters(), config["optimiser"])
@@ -437,9 +466,10 @@ def run(config: dict, run_dir: Path, resume: bool = False,
 
     epoch = start_epoch - 1
     stopped_early = False
+    stop_now = stop_poll(should_stop, world)
     for epoch in range(start_epoch, config["epochs"] + 1):
         order = epoch_order(loop, train_idx, epoch)
-        stats = train_one_epoch(loop, optimiser, criterion, order, gen, lambda: _agree(should_stop(), world),
+        stats = train_one_epoch(loop, optimiser, criterion, order, gen, stop_now,
                                 lambda d, t, e=epoch: on_batch(d, t, e))
         stats.update(evaluate(loop, val_idx, criterion))
         stats.update(epoch=epoch, lr=optimiser.param_groups[0]["lr"], time=time.time())

@@ -154,3 +154,23 @@ def test_delete_is_for_admins_and_finished_runs(tmp_path):
     assert not run_dir.exists()
     with pytest.raises(ValueError, match="demo run"):
         runs.delete(rundir.demo_runs()[0], role="admin")
+
+
+def test_torchrun_processes_agree_on_stopping_every_few_batches(monkeypatch):
+    agreed = []
+    monkeypatch.setattr(train, "_agree", lambda flag, world: agreed.append(flag) or flag)
+    check = train.stop_poll(lambda: True, world=2, every=3)
+    assert [check() for _ in range(7)] == [True, False, False, True, False, False, True]
+    assert len(agreed) == 3  # one broadcast per 3 batches, not per batch
+    alone = lambda: False  # noqa: E731
+    assert train.stop_poll(alone, world=1) is alone
+
+
+def test_batches_come_from_the_memory_mapped_cache_channels_last():
+    data = train.load_data(tiny_config())
+    data = train.load_data(tiny_config())  # the second time from the cache file
+    assert isinstance(data.pixels, np.memmap)  # not copied into RAM
+    batch = data.batch(np.array([5, 0, 3]))
+    assert batch.shape == (3, data.channels, *data.pixels.shape[1:3]) and batch.dtype == torch.uint8
+    assert batch.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(batch[1], torch.from_numpy(np.array(data.pixels[0])).permute(2, 0, 1))
