@@ -17,7 +17,9 @@ def _stats(values: pd.Series) -> dict:
 
 
 def summarize(manifest: pd.DataFrame) -> dict:
-    readable = manifest[manifest["width"] > 0]
+    # Sizes, modes and formats describe the images that will be used: a decompression bomb or a
+    # truncated file has a readable header, but must not skew the statistics.
+    readable = manifest[(manifest["width"] > 0) & manifest["problem"].isna()]
     problems = manifest[manifest["problem"].notna()]
     usable = manifest["problem"].isna() & manifest["label"].notna()
     return {

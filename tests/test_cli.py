@@ -39,6 +39,8 @@ def test_scan_lists_every_broken_file_with_a_reason(tmp_path):
     reasons = {p["path"].rsplit("/", 1)[-1]: p["reason"] for p in json.loads(result.stdout)["problems"]}
     assert set(reasons) == {"zero.png", "text.png", "cut.jpg"}
     assert all(reasons.values())
+    sizes = json.loads(result.stdout)["sizes"]  # the truncated 300x200 file does not count
+    assert sizes["width"]["max"] == sizes["height"]["max"] == 30
 
 
 def test_scan_refuses_unreadable_sources_with_a_message(tmp_path):
