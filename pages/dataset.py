@@ -100,7 +100,9 @@ def _class_counts(manifest, split) -> None:
                  category_orders={"split": ["train", "val", "test", "(none)"]}, title="Items per class and split")
     fig.update_layout(height=360, margin=dict(t=40, b=10), xaxis_title=None)
     cols[0].plotly_chart(fig, width="stretch")
-    cols[1].dataframe(table, width="stretch")
+    # The class names as a real column, wide enough to read (the index column is sized to its header).
+    cols[1].dataframe(table.rename_axis("class").reset_index(), width="stretch", hide_index=True,
+                      column_config={"class": st.column_config.TextColumn(width="medium")})
     ratios = {s: imbalance_ratio(manifest.loc[split == s, "label"]) for s in ("train", "val", "test")}
     cols[1].caption("Imbalance per split: " + ", ".join(f"{s} {r:.1f}:1" for s, r in ratios.items() if pd.notna(r)))
 

@@ -11,7 +11,7 @@ from core.runconfig import dataset_spec
 from core.sources import SourceSpec
 from ui.cam_view import cam_for_item, item_pixels
 from ui.gallery import image_grid
-from ui.hotkeys import enable_hotkeys
+from ui.hotkeys import enable_hotkeys, label_shortcut
 from ui.identity import current_reader
 from ui.review_queue import SORTS, decisions, sort_queue
 from ui.router import ensure_router
@@ -66,7 +66,8 @@ def _label_buttons(store, key, item_id, reader, role, classes, known, total) -> 
     options = [*classes, *annotations.SPECIAL_LABELS]
     cols = st.columns(2)
     for i, label in enumerate(options, start=1):
-        if cols[(i - 1) % 2].button(f"{i} · {label}", key=f"rv_label_{label}", width="stretch",
+        digit = label_shortcut(i)
+        if cols[(i - 1) % 2].button(f"{digit} · {label}" if digit else label, key=f"rv_label_{label}", width="stretch",
                       disabled=role == "viewer" or not reader):
             try:
                 store.annotate(key, item_id, reader, label=label, status="reviewed", classes=classes,
@@ -140,7 +141,7 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
     with right:
         if not reader:
             st.warning("Type your name in the sidebar before labelling: every change is recorded under it.")
-        st.markdown("**Label** (keys 1–9; ← → move; Backspace clears)")
+        st.markdown("**Label** (keys 1–9 and 0; ← → move; Backspace clears)")
         known = set(rows["item_id"]) | set(manifest["id"])
         _label_buttons(store, key, item["item_id"], reader, role, classes, known, total)
         _clear_button(store, key, item["item_id"], reader, role, known, current)
@@ -243,6 +244,9 @@ with agree:
 with audit:
     trail = store.history(key)
     st.caption(f"{len(trail):,} changes recorded; newest first. Notes are shown as plain text.")
-    st.dataframe(trail, hide_index=True, width="stretch")
+    st.dataframe(trail, hide_index=True, width="stretch", column_config={
+        "id": st.column_config.NumberColumn(width="small"),
+        "at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", width="medium"),
+        "item_id": st.column_config.TextColumn(width="large")})
 with export:
     _export(store, key, manifest, config["dataset"].get("name") or Path(key).stem)

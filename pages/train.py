@@ -52,11 +52,22 @@ def _progress(current: dict) -> None:
 
 
 def _actions(run_dir: Path, current: dict) -> None:
-    cols = st.columns([1, 1, 4])
+    """Cancel, resume and delete, side by side from the left: only what applies to this run."""
     if not may_launch:
         return
-    if role == "admin" and current.get("state") not in rundir.ACTIVE and run_dir not in rundir.demo_runs():
-        if cols[1].button("Delete run", icon=":material/delete:", key=f"delete_{run_dir.name}"):
+    state = current.get("state")
+    row = st.container(horizontal=True)
+    if state in rundir.ACTIVE:
+        if row.button("Cancel run", icon=":material/stop:", key=f"cancel_{run_dir.name}"):
+            runs.cancel(run_dir)
+            st.toast("Cancelling: the run stops at the next batch.")
+    elif state in ("cancelled", "failed"):
+        if row.button("Resume run", icon=":material/replay:", key=f"resume_{run_dir.name}"):
+            runs.resume(run_dir)
+            st.toast("Resumed from the last finished epoch.")
+            st.rerun()
+    if role == "admin" and state not in rundir.ACTIVE and run_dir not in rundir.demo_runs():
+        if row.button("Delete run", icon=":material/delete:", key=f"delete_{run_dir.name}"):
             try:
                 runs.delete(run_dir, role)
             except (ValueError, PermissionError) as exc:
@@ -64,15 +75,6 @@ def _actions(run_dir: Path, current: dict) -> None:
             else:
                 st.toast(f"Deleted {run_dir.name}.")
                 st.rerun()
-    if current.get("state") in rundir.ACTIVE:
-        if cols[0].button("Cancel run", icon=":material/stop:", key=f"cancel_{run_dir.name}"):
-            runs.cancel(run_dir)
-            st.toast("Cancelling: the run stops at the next batch.")
-    elif current.get("state") in ("cancelled", "failed"):
-        if cols[0].button("Resume run", icon=":material/replay:", key=f"resume_{run_dir.name}"):
-            runs.resume(run_dir)
-            st.toast("Resumed from the last finished epoch.")
-            st.rerun()
 
 
 def _monitor(run_dir: Path) -> None:

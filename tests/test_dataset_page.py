@@ -45,7 +45,7 @@ def test_zero_ratios_are_refused_with_a_message():
 
 def test_switching_to_the_blood_demo():
     at = open_app()
-    at.sidebar.selectbox(key="dataset_name").select(list(registry.DEMO_DATASETS)[1]).run()
+    at.sidebar.selectbox(key="dataset").select(list(registry.DEMO_DATASETS)[1]).run()
     assert not at.exception
     assert metrics(at)["Classes"] == "3"
 
@@ -62,6 +62,9 @@ def test_add_bccd_csv_through_the_form():
     shown = metrics(at)
     assert shown["Items"] == "1,133" and shown["Classes"] == "3"
     assert "BCCD crops" in registry.list_datasets()
+    assert at.text_input(key="add_path").value == "" and at.session_state["add_open"] is False  # form closed
+    table = at.dataframe[0].value
+    assert list(table["class"]) == ["Platelets", "RBC", "WBC", "total"]
 
 
 @pytest.mark.parametrize("path, message", [("/no/such/dir", "No such file or folder"),

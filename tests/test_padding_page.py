@@ -19,7 +19,7 @@ def page(tmp_path, monkeypatch):
     """The padding page on the BCCD demo (variable-size crops) in a private workspace."""
     monkeypatch.setenv("LUMEN_HOME", str(tmp_path / "home"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["dataset_name"] = BCCD
+    at.session_state["dataset"] = BCCD
     at.switch_page("pages/padding.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -76,7 +76,7 @@ def test_custom_size_and_sample_controls(page):
 
 def test_a_dataset_of_square_images_says_padding_changes_nothing(page):
     assert not any("already square" in i.value for i in page.info)
-    page.session_state["dataset_name"] = "Demo: glomeruli (GS vs non-GS)"
+    page.session_state["dataset"] = "Demo: glomeruli (GS vs non-GS)"
     page.run()
     assert not page.exception
     assert any("already square" in i.value for i in page.info)
@@ -124,7 +124,7 @@ def test_page_works_on_a_dataset_added_by_the_user(tmp_path, monkeypatch):
     registry.add_dataset("BCCD full", SourceSpec(str(SHARED_DATA / "bccd_crops" / "labels.csv"),
                                                  label_column="cell_type", group_column="source_image"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.session_state["dataset_name"] = "BCCD full"
+    at.session_state["dataset"] = "BCCD full"
     at.switch_page("pages/padding.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]

@@ -6,6 +6,7 @@ from core import annotations, registry
 from core.registry import DEMO_DATASETS
 from core.scanning import scan
 from tests.conftest import open_page, train_tiny_run
+from ui.hotkeys import label_shortcut
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +86,9 @@ def test_nearest_neighbours_in_the_item_view(at):
     at.toggle(key="rv_near").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
     assert sum("d=" in (img.proto.imgs[0].caption or "") for img in at.get("image")) == 8
+
+
+def test_label_buttons_carry_their_shortcut_digit(at):
+    labels = [b.label for b in at.button if b.key and b.key.startswith("rv_label_")]
+    assert sorted(labels) == ["1 · GS", "2 · nonGS", "3 · uncertain", "4 · exclude"]
+    assert [label_shortcut(i) for i in (1, 9, 10, 11)] == ["1", "9", "0", None]  # 0 is the tenth; no eleventh

@@ -10,6 +10,8 @@ from core.sources import SourceError, SourceSpec, read_csv_header
 from ui.state import select_dataset_next_run
 
 _NONE = "(none)"
+_EXPANDER_KEY = "add_open"
+_ADDED_KEY = "add_done"  # set by a successful add: the next run empties and closes the form
 
 
 def _column_choice(label: str, columns: list[str], guess: tuple[str, ...], key: str) -> str | None:
@@ -43,8 +45,10 @@ def _csv_columns(path: str) -> dict:
 
 
 def add_dataset_form() -> None:
-    """Register a new source; on success it becomes the selected dataset."""
-    with st.expander("Add a dataset", expanded=False):
+    """Register a new source; on success it becomes the selected dataset and the form closes empty."""
+    if st.session_state.pop(_ADDED_KEY, False):
+        st.session_state.update({_EXPANDER_KEY: False, "add_path": "", "add_name": ""})
+    with st.expander("Add a dataset", key=_EXPANDER_KEY, on_change="rerun"):
         st.caption("A folder of class folders (optionally inside train/val/test folders), a CSV of paths "
                    "and labels (paths relative to the CSV), or a MedMNIST-style .npz file.")
         path = st.text_input("Path on the server", key="add_path", placeholder="/data/glomeruli/labels.csv")
@@ -60,4 +64,5 @@ def add_dataset_form() -> None:
                 st.error(str(exc))
                 return
             select_dataset_next_run(name)
+            st.session_state[_ADDED_KEY] = True
             st.rerun()

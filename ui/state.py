@@ -9,7 +9,7 @@ from core import registry
 from core.scanning import scan
 from core.sources import SourceSpec
 
-DATASET_KEY = "dataset_name"
+DATASET_KEY = "dataset"
 PENDING_KEY = "dataset_to_select"  # set by a page; applied before the sidebar widget exists
 
 
@@ -33,14 +33,15 @@ def load_manifest(spec: SourceSpec, verify: bool = False):
 
 
 def dataset_picker() -> tuple[str, SourceSpec]:
-    """The sidebar's dataset choice, shared by every page through session state."""
+    """The sidebar's dataset choice, shared by every page through session state and kept in the
+    URL (`?dataset=…`), so a reload or a shared link opens the same dataset."""
     datasets = registry.list_datasets()
     names = list(datasets)
     if st.session_state.get(PENDING_KEY) in names:
         st.session_state[DATASET_KEY] = st.session_state.pop(PENDING_KEY)
-    if st.session_state.get(DATASET_KEY) not in names:
-        st.session_state[DATASET_KEY] = names[0]
-    name = st.sidebar.selectbox("Dataset", names, key=DATASET_KEY)
+    elif DATASET_KEY in st.session_state and st.session_state[DATASET_KEY] not in names:
+        del st.session_state[DATASET_KEY]  # a dataset removed from the registry: back to the first
+    name = st.sidebar.selectbox("Dataset", names, key=DATASET_KEY, bind="query-params")
     return name, datasets[name]
 
 

@@ -24,17 +24,33 @@ def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     return fig
 
 
+def _wrap(label: str, width: int = 9) -> str:
+    """Break a long class name at its spaces, so tick labels do not squeeze the matrix."""
+    lines, line = [], ""
+    for word in str(label).split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line])
+
+
 def confusion(matrix: np.ndarray, labels: list[str]) -> go.Figure:
     """Counts with row percentages; rows are the truth, columns the decision."""
     matrix = np.asarray(matrix)
+    labels = [_wrap(label) for label in labels]
     row_share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     text = [[f"{matrix[i, j]:,}<br>{row_share[i, j]:.1%}" for j in range(matrix.shape[1])]
             for i in range(matrix.shape[0])]
     fig = go.Figure(go.Heatmap(z=row_share, x=labels, y=labels, text=text, texttemplate="%{text}",
-                               textfont=dict(size=15), colorscale="Purples", zmin=0, zmax=1.4,
+                               textfont=dict(size=15 if len(labels) <= 3 else 12), colorscale="Purples", zmin=0, zmax=1.4,
                                showscale=False, hoverinfo="skip", xgap=2, ygap=2))
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, "Confusion matrix (row %)", "predicted", "true")
+    fig.update_xaxes(tickangle=0)
+    fig = _layout(fig, "Confusion matrix (row %)", "predicted", "true")
+    fig.update_layout(height=max(HEIGHT, 55 * len(labels) + 110))  # rows tall enough for two lines of text
+    return fig
 
 
 def roc(fpr: np.ndarray, tpr: np.ndarray, point: tuple[float, float], auc: float | None) -> go.Figure:
@@ -68,7 +84,7 @@ def distributions(is_positive: np.ndarray, scores: np.ndarray, threshold: float,
                     marker_color=colour, opacity=0.6)
     fig.add_vline(x=threshold, line=dict(color="#222", width=2))
     fig.update_layout(barmode="overlay")
-    fig = _layout(fig, f"Scores of {positive} by true class", f"score ({positive})", "items")
+    fig = _layout(fig, "Scores by true class", f"score ({positive})", "items")
     fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.25))
     return fig
 
