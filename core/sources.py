@@ -238,6 +238,8 @@ def _list_npz(spec: SourceSpec) -> pd.DataFrame:
                     continue
                 images = data[f"{split}_images"]
                 labels = data[f"{split}_labels"].reshape(len(images), -1)[:, 0] if f"{split}_labels" in keys else None
+                if labels is not None and len(labels):
+                    _check_label_names(spec.label_names, int(labels.max()))
                 frames.append(_npz_rows(path, split, len(images), labels, spec.label_names))
     except (OSError, ValueError) as exc:
         raise SourceError(f"Cannot read {path.name} as an npz archive: {exc}") from exc
@@ -246,11 +248,22 @@ def _list_npz(spec: SourceSpec) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _check_label_names(label_names, largest_label: int) -> None:
+    """Names, when given, must cover every label index once: a short list would mix names and numbers."""
+    if not label_names:
+        return
+    if any(not name for name in label_names) or len(set(label_names)) != len(label_names):
+        raise SourceError("Class names must be non-empty and all different.")
+    if len(label_names) <= largest_label:
+        raise SourceError(f"{len(label_names)} class names given, but the labels run from 0 to {largest_label}: "
+                          f"give {largest_label + 1} names, one per label.")
+
+
 def _npz_rows(path: Path, split: str, count: int, labels, label_names) -> pd.DataFrame:
     if labels is None:
         names = [None] * count
     elif label_names:
-        names = [label_names[int(v)] if 0 <= int(v) < len(label_names) else f"{int(v)}" for v in labels]
+        names = [label_names[int(v)] for v in labels]
     else:
         names = [str(int(v)) for v in labels]
     return pd.DataFrame({

@@ -93,16 +93,19 @@ def _split_controls(manifest):
 
 def _class_counts(manifest, split) -> None:
     table = split_table(manifest, split)
-    cols = st.columns([3, 2])
+    cols = st.columns(2)
     counts = (manifest.assign(split=split.fillna("(none)"), label=manifest["label"].fillna("(unlabelled)"))
               .groupby(["label", "split"]).size().reset_index(name="items"))
     fig = px.bar(counts, x="label", y="items", color="split", barmode="group",
                  category_orders={"split": ["train", "val", "test", "(none)"]}, title="Items per class and split")
     fig.update_layout(height=360, margin=dict(t=40, b=10), xaxis_title=None)
     cols[0].plotly_chart(fig, width="stretch")
-    # The class names as a real column, wide enough to read (the index column is sized to its header).
-    cols[1].dataframe(table.rename_axis("class").reset_index(), width="stretch", hide_index=True,
-                      column_config={"class": st.column_config.TextColumn(width="medium")})
+    # The class names as a real column, wide enough to read (the index column is sized to its header);
+    # the counts narrow, so every split and the total fit beside the chart.
+    longest = max(len(str(name)) for name in table.index)
+    config = {c: st.column_config.NumberColumn(width=64) for c in table.columns}
+    config["class"] = st.column_config.TextColumn(width=min(max(8 * longest + 30, 64), 180))
+    cols[1].dataframe(table.rename_axis("class").reset_index(), width="stretch", hide_index=True, column_config=config)
     ratios = {s: imbalance_ratio(manifest.loc[split == s, "label"]) for s in ("train", "val", "test")}
     cols[1].caption("Imbalance per split: " + ", ".join(f"{s} {r:.1f}:1" for s, r in ratios.items() if pd.notna(r)))
 

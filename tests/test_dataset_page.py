@@ -67,6 +67,19 @@ def test_add_bccd_csv_through_the_form():
     assert list(table["class"]) == ["Platelets", "RBC", "WBC", "total"]
 
 
+def test_add_npz_with_class_names():
+    at = open_app()
+    at.text_input(key="add_path").input(str(SHARED_DATA / "medmnist" / "breastmnist.npz")).run()
+    at.text_input(key="add_npz_names").input("malignant")
+    at.button(key="add_button").click().run()
+    assert any("give 2 names" in e.value for e in at.error)
+    at.text_input(key="add_npz_names").input("malignant, benign")
+    at.button(key="add_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "breastmnist"
+    assert list(at.dataframe[0].value["class"]) == ["benign", "malignant", "total"]
+
+
 @pytest.mark.parametrize("path, message", [("/no/such/dir", "No such file or folder"),
                                            (str(ROOT / "core"), "holds no images")])
 def test_adding_a_bad_path_shows_the_reason(path, message):

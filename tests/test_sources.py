@@ -63,6 +63,13 @@ def test_npz_source_keeps_predefined_splits():
     assert (manifest["width"] == 28).all() and (manifest["mode"] == "L").all()
 
 
+@pytest.mark.parametrize("names, message", [(("malignant",), "give 2 names"),
+                                            (("a", "a"), "all different"), (("a", ""), "non-empty")])
+def test_npz_class_names_must_cover_every_label(names, message):
+    with pytest.raises(SourceError, match=message):
+        list_items(SourceSpec(str(SHARED_DATA / "medmnist" / "breastmnist.npz"), label_names=names))
+
+
 def _broken_folder(tmp_path):
     good = tmp_path / "data" / "good"
     good.mkdir(parents=True)

@@ -44,10 +44,18 @@ def _csv_columns(path: str) -> dict:
                 split_column=split_column, mask_column=mask_column)
 
 
+def _npz_class_names() -> dict:
+    """An npz stores labels as 0..K-1; names typed here replace those numbers on every page."""
+    text = st.text_input("Class names for labels 0, 1, … (comma-separated, optional)", key="add_npz_names",
+                         placeholder="normal, pneumonia")
+    names = tuple(n.strip() for n in text.split(",")) if text.strip() else None
+    return {"label_names": names}
+
+
 def add_dataset_form() -> None:
     """Register a new source; on success it becomes the selected dataset and the form closes empty."""
     if st.session_state.pop(_ADDED_KEY, False):
-        st.session_state.update({_EXPANDER_KEY: False, "add_path": "", "add_name": ""})
+        st.session_state.update({_EXPANDER_KEY: False, "add_path": "", "add_name": "", "add_npz_names": ""})
     with st.expander("Add a dataset", key=_EXPANDER_KEY, on_change="rerun"):
         st.caption("A folder of class folders (optionally inside train/val/test folders), a CSV of paths "
                    "and labels (paths relative to the CSV), or a MedMNIST-style .npz file.")
@@ -56,6 +64,8 @@ def add_dataset_form() -> None:
         columns = {}
         if path.strip().lower().endswith((".csv", ".tsv")) and Path(path.strip()).is_file():
             columns = _csv_columns(path.strip())
+        elif path.strip().lower().endswith(".npz"):
+            columns = _npz_class_names()
         if st.button("Add dataset", type="primary", key="add_button"):
             name = (name or Path(path.strip()).stem).strip()
             try:
