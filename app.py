@@ -8,9 +8,16 @@ from ui.state import dataset_picker
 
 st.set_page_config(page_title="Lumen", page_icon="assets/logo.png", layout="wide")
 
+# The default page is served at "/" but reserves its own pathname, which is never served: it takes
+# "home", so that a typed or bookmarked /dataset reaches the alias below, not "Page not found".
+dataset_page = st.Page("pages/dataset.py", title="Dataset", icon=":material/dataset:", default=True,
+                       url_path="home")
+dataset_alias = st.Page("pages/dataset.py", title="Dataset", url_path="dataset", visibility="hidden")
+
 pages = st.navigation({
     "Data": [
-        st.Page("pages/dataset.py", title="Dataset", icon=":material/dataset:", default=True),
+        dataset_page,
+        dataset_alias,
         st.Page("pages/padding.py", title="Padding", icon=":material/crop_square:"),
     ],
     "Model": [

@@ -35,3 +35,14 @@ def assert_clean(page, name: str) -> None:
     for message in page.console_errors:
         warnings.warn(f"console error on page {name!r}: {message}")
     page.console_errors.clear()
+
+
+def test_deep_links_open_their_page_and_keep_the_dataset(page, app_url):
+    """A bookmarked /dataset and a link that names a dataset both open what they say."""
+    page.goto(f"{app_url}/dataset?dataset=Demo%3A+blood+cells+%28BCCD+crops%29")
+    wait_idle(page)
+    assert page.get_by_text("Page not found").count() == 0
+    assert page.locator("h1").first.inner_text() == "Demo: blood cells (BCCD crops)"
+    page.goto(f"{app_url}/padding?dataset=no-such-dataset")  # an unknown name falls back to the first
+    wait_idle(page)
+    assert_clean(page, "padding")
