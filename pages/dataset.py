@@ -23,7 +23,11 @@ MAX_CLASSES_SHOWN = 12
 
 def _header(name, spec) -> None:
     st.title(name)
-    st.caption(f"`{spec.path}` · {spec.resolved_kind()} source")
+    try:
+        kind = f"{spec.resolved_kind()} source"
+    except SourceError:
+        kind = "source not found"  # explained just below, with a way out
+    st.caption(f"`{spec.path}` · {kind}")
     add_dataset_form()
 
 

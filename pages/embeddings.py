@@ -17,7 +17,7 @@ from ui.item_panel import item_panel
 from ui.router import ensure_router
 from ui.run_features import checkpoint_stamp, run_features
 from ui.runs_picker import pick_run, predictions
-from ui.state import current_dataset, load_manifest
+from ui.state import current_dataset, manifest_or_stop
 
 ensure_router()
 
@@ -104,6 +104,7 @@ def _backbone_layout(spec_json: tuple, model: str, size: int, method: str, param
 def _backbone_view() -> None:
     """No run needed: the sidebar's dataset through a backbone nobody trained on it."""
     name, spec = current_dataset()
+    manifest = manifest_or_stop(spec, f"the dataset '{name}'")
     cols = st.columns(4)
     model = cols[0].selectbox("Backbone", ["resnet18", "simple_cnn", "densenet121", "efficientnet_b0"],
                               key="emb_bb_model")
@@ -123,7 +124,6 @@ def _backbone_view() -> None:
     event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
                             key="emb_bb_plot")
     chosen = _selected([event])
-    manifest = load_manifest(spec)
     if chosen:
         ids = [i for i, _ in chosen][:48]
         image_grid(manifest.set_index("id").loc[ids].reset_index(), columns=8)
@@ -166,6 +166,7 @@ panels = [("train",), ("test",)] if side_by_side else [tuple(st.multiselect(
 if method == "umap" and not warm.is_set():
     st.caption("UMAP is compiling in the background (once per server start); layouts already computed "
                "for this run show at once.")
+manifest = manifest_or_stop(dataset_spec(rundir.read_config(run_dir)), f"the run {run_dir.name}")
 run_features(run_dir)  # the first time for this checkpoint: a pass over every image, with progress
 events = []
 columns = st.columns(len(panels))
@@ -180,7 +181,6 @@ for col, splits in zip(columns, panels):
                                key=f"emb_plot_{'_'.join(splits)}"))
 
 chosen = _selected(events)
-manifest = load_manifest(dataset_spec(rundir.read_config(run_dir)))
 typed = st.selectbox("Or open an item by id", ["", *sorted(preds["item_id"])], key="emb_open")
 if typed:
     chosen = [(typed, preds.loc[preds["item_id"] == typed, "split"].iloc[0])]

@@ -11,7 +11,7 @@ from core.runconfig import dataset_spec
 from ui.cam_view import cam_for_item, item_pixels, mask_share, run_model
 from ui.router import ensure_router
 from ui.runs_picker import pick_run, predictions
-from ui.state import load_manifest
+from ui.state import manifest_or_stop
 
 ensure_router()
 
@@ -74,7 +74,7 @@ run_dir = pick_run()
 if run_dir is None:
     st.stop()
 preds = predictions(run_dir)
-manifest = load_manifest(dataset_spec(rundir.read_config(run_dir)))
+manifest = manifest_or_stop(dataset_spec(rundir.read_config(run_dir)), f"the run {run_dir.name}")
 splits = [s for s in ("test", "val", "train") if (preds["split"] == s).any()]
 split = st.radio("Split", splits, horizontal=True, key="cam_split")
 chosen = _choose_set(preds, run_dir, split)

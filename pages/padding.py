@@ -20,7 +20,7 @@ from core.registry import add_dataset
 from core.scanning import usable
 from core.sources import SourceError
 from ui.router import ensure_router
-from ui.state import current_dataset, load_manifest
+from ui.state import current_dataset, manifest_or_stop
 
 ensure_router()
 
@@ -200,11 +200,7 @@ def main() -> None:
     st.caption("Models take square inputs. Compare the ways of making a crop square before you train: "
                "every picture below is exactly what the model will receive.")
     dataset, spec = current_dataset()
-    try:
-        manifest = load_manifest(spec)
-    except SourceError as exc:
-        st.error(f"Cannot read the dataset '{dataset}': {exc}")
-        st.stop()
+    manifest = manifest_or_stop(spec, f"the dataset '{dataset}'")
     items = manifest[usable(manifest)]
     if items.empty:
         st.warning(f"'{dataset}' has no usable images (each needs a label and no problem).")

@@ -17,7 +17,7 @@ from ui.review_queue import SORTS, decisions, sort_queue
 from ui.router import ensure_router
 from ui.run_features import run_features
 from ui.runs_picker import pick_run, predictions
-from ui.state import load_manifest, select_dataset_next_run
+from ui.state import manifest_or_stop, select_dataset_next_run
 
 ensure_router()
 
@@ -214,7 +214,7 @@ key = spec.path  # annotations belong to the dataset, whichever run is being rev
 store = _store(annotations.default_url())
 preds = predictions(run_dir)
 classes = evaluation.classes_of(preds)
-manifest = load_manifest(spec)
+manifest = manifest_or_stop(spec, f"the run {run_dir.name}")
 queue = decisions(preds, run_dir)
 blind = st.sidebar.toggle("Blind mode", key="rv_blind", help="Hide the model's prediction and other readers' labels.")
 enable_hotkeys()

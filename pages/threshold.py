@@ -13,6 +13,7 @@ import streamlit as st
 
 from core import evaluation, metrics, rundir
 from core.runconfig import dataset_spec
+from core.sources import SourceError
 from ui import threshold_figures as figs
 from ui.gallery import image_grid
 from ui.router import ensure_router
@@ -107,7 +108,12 @@ def _cell_gallery(run_dir, is_pos, scores, threshold, split) -> None:
         st.caption(f"No {CELLS[cell]} at this threshold.")
         return
     order = rows.sort_values("score", ascending=cell in ("TP", "FN")).head(24)
-    manifest = load_manifest(dataset_spec(rundir.read_config(run_dir)))
+    try:
+        manifest = load_manifest(dataset_spec(rundir.read_config(run_dir)))
+    except SourceError as exc:
+        st.warning(f"The images of this run cannot be read ({exc}); the numbers above come from its stored "
+                   "predictions and stay true.")
+        return
     shown = manifest.set_index("id").loc[order["item_id"]].reset_index().assign(
         caption=[f"{s:.3f} · {i.rsplit('/', 1)[-1]}" for s, i in zip(order["score"], order["item_id"])])
     st.caption(f"{len(rows):,} {CELLS[cell]}: {len(order)} shown, captioned with their score; mistakes "

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import registry
 from core.scanning import scan
-from core.sources import SourceSpec
+from core.sources import SourceError, SourceSpec
 
 DATASET_KEY = "dataset"
 PENDING_KEY = "dataset_to_select"  # set by a page; applied before the sidebar widget exists
@@ -30,6 +30,17 @@ def load_manifest(spec: SourceSpec, verify: bool = False):
     """The manifest of a source, cached per source, folder time stamp and verification state."""
     spec_key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.to_dict().items()))
     return _cached_manifest(spec_key, _source_stamp(spec), verify)
+
+
+def manifest_or_stop(spec: SourceSpec, whose: str):
+    """The manifest, or a plain error and the end of this page run: a dataset whose folder moved
+    or whose drive is not mounted must not show a traceback."""
+    try:
+        return load_manifest(spec)
+    except SourceError as exc:
+        st.error(f"Cannot read the images of {whose}: {exc}. If they moved or their drive is not mounted, "
+                 "put them back at that path.")
+        st.stop()
 
 
 def dataset_picker() -> tuple[str, SourceSpec]:
