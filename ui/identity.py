@@ -29,5 +29,5 @@ def current_reader() -> tuple[str, str]:
         st.sidebar.caption(f"Signed in as {email}")
         st.sidebar.button("Log out", on_click=st.logout)
         return email, roles.get(email, "annotator")
-    name = st.sidebar.text_input("Your name (recorded with every label)", key=READER_KEY)
+    name = st.sidebar.text_input("Your name (recorded with every label)", key=READER_KEY, persist_state="session")
     return name.strip(), "admin"

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from core import annotations, rundir
-from tests.browser.server import REPO_ROOT, wait_idle
+from tests.browser.server import REPO_ROOT, nav_pages, open_page, wait_idle
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -82,6 +82,42 @@ def test_clicking_a_point_opens_the_image(page, app_url):
     wait_idle(page)
     assert page.get_by_text("Nearest neighbours in feature space").count() == 1
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def _tagged_by(app_home, reader: str) -> int:
+    store = annotations.open_store(f"sqlite:///{app_home / 'annotations.db'}")
+    return sum(int((store.current(key, reader)["status"] == "to review").sum()) for key in store.datasets())
+
+
+def test_box_selection_tags_a_group_for_review(page, app_url, app_home):
+    page.goto(f"{app_url}/review")
+    wait_idle(page)
+    name = page.get_by_label("Your name (recorded with every label)")
+    name.fill("Dr Lasso")
+    name.press("Enter")
+    wait_idle(page)
+    open_page(page, dict(nav_pages(page))["embeddings"])  # in the same session: the name stays
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Method").click()
+    page.get_by_role("option", name="PCA", exact=True).click()
+    wait_idle(page)
+    plot = page.locator(".js-plotly-plot").first
+    plot.hover()
+    plot.locator('[data-title="Box Select"]').click()
+    box = plot.locator(".nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + 5, box["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=10)
+    page.mouse.move(box["x"] + box["width"] - 5, box["y"] + box["height"] - 5, steps=10)
+    page.mouse.up()
+    wait_idle(page)
+    button = page.get_by_role("button", name="Tag these")
+    count = int(button.inner_text().split("Tag these ")[1].split(" ")[0].replace(",", ""))
+    assert count > 1
+    button.click()
+    deadline = time.monotonic() + 30
+    while _tagged_by(app_home, "Dr Lasso") != count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _tagged_by(app_home, "Dr Lasso") == count
 
 
 def _labels_by(app_home, reader: str) -> int:
