@@ -44,15 +44,22 @@ def manifest_or_stop(spec: SourceSpec, whose: str):
 
 
 def dataset_picker() -> tuple[str, SourceSpec]:
-    """The sidebar's dataset choice, shared by every page through session state and kept in the
-    URL (`?dataset=…`), so a reload or a shared link opens the same dataset."""
+    """The sidebar's dataset choice, shared by every page through session state and mirrored in the
+    URL (`?dataset=…`), so a reload or a shared link opens the same dataset. The mirror is kept by
+    hand, not by binding the widget to the URL: a bound parameter makes `st.switch_page` fail."""
     datasets = registry.list_datasets()
     names = list(datasets)
     if st.session_state.get(PENDING_KEY) in names:
         st.session_state[DATASET_KEY] = st.session_state.pop(PENDING_KEY)
-    elif DATASET_KEY in st.session_state and st.session_state[DATASET_KEY] not in names:
-        del st.session_state[DATASET_KEY]  # a dataset removed from the registry: back to the first
-    name = st.sidebar.selectbox("Dataset", names, key=DATASET_KEY, bind="query-params")
+    elif DATASET_KEY not in st.session_state and st.query_params.get(DATASET_KEY) in names:
+        st.session_state[DATASET_KEY] = st.query_params[DATASET_KEY]  # a new session from a link
+    elif st.session_state.get(DATASET_KEY) not in names:
+        st.session_state[DATASET_KEY] = names[0]  # first visit, or a dataset since removed
+    name = st.sidebar.selectbox("Dataset", names, key=DATASET_KEY)
+    if name == names[0]:
+        st.query_params.pop(DATASET_KEY, None)
+    elif st.query_params.get(DATASET_KEY) != name:
+        st.query_params[DATASET_KEY] = name
     return name, datasets[name]
 
 

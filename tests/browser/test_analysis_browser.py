@@ -157,3 +157,16 @@ def test_label_three_items_clear_one_with_the_keyboard_and_export(page, app_url,
     rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
     mine = [r for r in rows if r["reader"] == "Dr Browser"]
     assert len(mine) == 3 and sum(bool(r["label"]) for r in mine) == 2
+
+
+def test_matrix_cell_opens_in_gradcam_with_a_dataset_in_the_url(page, app_url):
+    """Switching pages must keep working when the sidebar's dataset sits in the URL."""
+    page.goto(f"{app_url}/threshold?dataset=Demo%3A+blood+cells+%28BCCD+crops%29")
+    wait_idle(page)
+    page.get_by_text("From numbers to images").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Open these").click()
+    page.get_by_role("heading", name="Grad-CAM").wait_for(timeout=60_000)
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert "dataset=" in page.url  # the sidebar's choice is still in the address
