@@ -20,7 +20,7 @@ from core.registry import add_dataset
 from core.scanning import usable
 from core.sources import SourceError
 from ui.router import ensure_router
-from ui.state import current_dataset, manifest_or_stop
+from ui.state import current_dataset, manifest_or_stop, select_dataset_next_run
 
 ensure_router()
 
@@ -161,7 +161,8 @@ def _register(result: dict, name: str) -> None:
     except (SourceError, OSError) as exc:
         st.error(f"Could not add the dataset: {exc}")
         return
-    st.session_state[FLASH_KEY] = f"Added the dataset '{name.strip()}': pick it in the sidebar."
+    select_dataset_next_run(name.strip())
+    st.session_state[FLASH_KEY] = f"Added the dataset '{name.strip()}' and made it the sidebar's dataset."
     st.session_state.pop(EXPORT_KEY, None)
     st.rerun()  # so the sidebar's dataset list shows the new entry
 

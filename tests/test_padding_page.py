@@ -105,6 +105,7 @@ def test_export_through_the_page_writes_a_csv_and_registers_it(page, tmp_path):
     assert not page.exception and not page.error
     assert "bccd 32" in registry.list_datasets()
     assert any("Added the dataset" in s.value for s in page.success)
+    assert page.session_state["dataset"] == "bccd 32"  # the new dataset is the one shown now
 
 
 def test_export_into_a_foreign_folder_shows_an_error_not_a_traceback(page, tmp_path):
