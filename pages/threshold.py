@@ -183,8 +183,11 @@ def operating_point() -> None:
         ui["spec"] = c[1].number_input("Target specificity", 0.5, 1.0, 0.95, 0.01, key="thr_spec")
         ui["cost_fn"] = c[2].number_input("Cost of a missed positive", 0.0, 1e6, 5.0, key="thr_cfn")
         ui["cost_fp"] = c[3].number_input("Cost of a false alarm", 0.0, 1e6, 1.0, key="thr_cfp")
+        # Keyed per run and class: its default (the class's share in the tuning split) differs for each,
+        # and a key shared by all would keep the first one's value.
         ui["prevalence"] = c[4].number_input("Prevalence in practice", 0.001, 0.999,
-                                             float(round(curve.n_pos / max(curve.n, 1), 3)), key="thr_prev")
+                                             float(round(curve.n_pos / max(curve.n, 1), 3)),
+                                             key=f"thr_prev_{run_dir.name}_{positive}")
         buttons = st.columns(5)
         suggested = _suggestions(str(run_dir), mtime, positive, tune, temperature, tuple(sorted(ui.items())))
         for col, (name, value) in zip(buttons, suggested.items()):

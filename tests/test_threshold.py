@@ -77,11 +77,15 @@ def test_saved_threshold_survives_a_restart(at, home, monkeypatch):
     assert _slider(fresh).value == pytest.approx(0.3)
 
 
-def test_multiclass_run_one_vs_rest(at):
+def test_multiclass_run_one_vs_rest(at, home):
     at.selectbox(key="analysis_run").select("a-multiclass").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="thr_pos_a-multiclass").options == ["Platelets", "RBC", "WBC"]
     at.selectbox(key="thr_pos_a-multiclass").select("WBC").run()
+    preds = pd.read_parquet(home / "runs" / "a-multiclass" / "predictions.parquet")
+    val = preds[preds["split"] == "val"]
+    prevalence = next(n for n in at.number_input if n.label == "Prevalence in practice").value
+    assert prevalence == pytest.approx((val["label"] == "WBC").mean(), abs=1e-3)  # WBC's share, not the last run's
     _slider(at).set_value(0.2).run()
     assert not at.exception
     assert any("decision rule" in e.label for e in at.expander)
