@@ -105,9 +105,8 @@ def _monitor(run_dir: Path) -> None:
 
 
 def _runs_table(table: pd.DataFrame) -> str | None:
-    shown = table
     columns = ["run", "state", "dataset", "model", "size", "seed", "epochs", "best val AUC", "best val acc"]
-    event = st.dataframe(shown[columns], hide_index=True, width="stretch", on_select="rerun",
+    event = st.dataframe(table[columns], hide_index=True, width="stretch", on_select="rerun",
                          selection_mode="single-row", key="train_runs_table",
                          column_config={"best val AUC": st.column_config.NumberColumn(format="%.4f"),
                                         "best val acc": st.column_config.NumberColumn(format="%.3f")})
