@@ -163,9 +163,10 @@ elif method == "tsne":
 panels = [("train",), ("test",)] if side_by_side else [tuple(st.multiselect(
     "Splits", splits_present, default=splits_present, key="emb_splits")) or tuple(splits_present)]
 
+notice = st.empty()  # cleared once the plots are drawn: by then the wait it explains is over
 if method == "umap" and not warm.is_set():
-    st.caption("UMAP is compiling in the background (once per server start); layouts already computed "
-               "for this run show at once.")
+    notice.caption("UMAP is compiling in the background (once per server start); layouts already computed "
+                   "for this run show at once.")
 manifest = manifest_or_stop(dataset_spec(rundir.read_config(run_dir)), f"the run {run_dir.name}")
 run_features(run_dir)  # the first time for this checkpoint: a pass over every image, with progress
 events = []
@@ -180,6 +181,7 @@ for col, splits in zip(columns, panels):
         events.append(_scatter(frame, colour, f"{METHOD_NAMES[method]}: {', '.join(splits)} ({len(frame):,} items)",
                                key=f"emb_plot_{'_'.join(splits)}"))
 
+notice.empty()
 chosen = _selected(events)
 typed = st.selectbox("Or open an item by id", ["", *sorted(preds["item_id"])], key="emb_open")
 if typed:
