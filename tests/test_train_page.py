@@ -66,3 +66,28 @@ def test_cancel_and_resume_from_the_page():
     assert runs.status(run_dir)["state"] in rundir.ACTIVE
     runs.cancel(run_dir)
     assert runs.wait(run_dir, timeout=120)["state"] == "cancelled"
+
+
+def test_a_weights_file_of_ones_own(tmp_path):
+    """A lab's own checkpoint (here ResNet18's state dict saved to a file) is named in the form."""
+    import torch
+    import torchvision
+
+    at = open_train_page()
+    at.selectbox(key="train_model").select("resnet18").run()
+    at.text_input(key="train_weights").input(str(tmp_path / "missing.pth")).run()
+    assert any("No file at" in e.value for e in at.error)
+    set_tiny(at, epochs=1)
+    at.button(key="train_launch").click().run()
+    assert any("was not launched" in e.value for e in at.error)
+    assert not rundir.runs_root().exists() or not any(rundir.runs_root().iterdir())  # nothing launched
+
+    weights = tmp_path / "resnet18_lab.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    at.text_input(key="train_weights").input(str(weights)).run()
+    assert any("Starts from the weights in" in s.value for s in at.success)
+    at.button(key="train_launch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    run_dir = only_run()
+    assert runs.wait(run_dir, timeout=240)["state"] == "finished", rundir.log_tail(run_dir)
+    assert f"starts from weights in {weights}" in rundir.log_tail(run_dir, 200)

@@ -1,6 +1,8 @@
 """The new-run form: every field of core.runconfig, grouped the way a researcher thinks of them."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.models import list_models
@@ -21,14 +23,26 @@ def _model_section() -> dict:
     cols[0].caption(info["description"])
     freeze = cols[1].toggle("Freeze backbone", key="train_freeze", disabled=not info["pretrainable"],
                             help="Train only the new classification head on top of fixed backbone features.")
+    weights = ""
+    if info["pretrainable"]:
+        weights = cols[1].text_input(
+            "Weights file (optional)", key="train_weights", placeholder="/models/resnet18_histology.pth",
+            help="A .pth state dict of this architecture, for example weights pretrained on histology. "
+                 "Blank: ImageNet weights from the torch cache when they are there.").strip()
     if not info["pretrainable"]:
         cols[2].caption("Trained from scratch (no ImageNet weights exist for this model).")
+    elif weights:
+        if Path(weights).expanduser().is_file():
+            cols[2].success(f"Starts from the weights in {weights}.")
+        else:
+            cols[2].error(f"No file at {weights}: correct the path or clear it.")
     elif info["weights_present"]:
         cols[2].success(f"ImageNet weights found: {info['weights_path']}")
     else:
         cols[2].warning(f"No ImageNet weights on this machine: starts from random weights. "
                         f"Put the file at {info['weights_path']} to use them.")
-    return {"name": name, "freeze": bool(freeze and info["pretrainable"]), "pretrained": "auto", "options": {}}
+    return {"name": name, "freeze": bool(freeze and info["pretrainable"]), "pretrained": weights or "auto",
+            "options": {}}
 
 
 def _data_section() -> tuple[dict, dict, dict]:
@@ -90,6 +104,9 @@ def run_config_form(dataset_name: str, spec: SourceSpec) -> dict | None:
         rest = _optimisation_section()
         launched = st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train_launch")
     if not launched:
+        return None
+    if model["pretrained"] != "auto" and not Path(model["pretrained"]).expanduser().is_file():
+        st.error("The weights file does not exist: the run was not launched.")
         return None
     return {"name": "", "dataset": {"name": dataset_name, "source": spec.to_dict()}, "split": split,
             "preprocess": preprocess, "augment": augment, "model": model, **rest}
