@@ -89,13 +89,18 @@ def _tagged_by(app_home, reader: str) -> int:
     return sum(int((store.current(key, reader)["status"] == "to review").sum()) for key in store.datasets())
 
 
-def test_box_selection_tags_a_group_for_review(page, app_url, app_home):
+def _sign_in_on_review(page, app_url, reader: str) -> None:
+    """Open the Review page and type the reader's name in the sidebar."""
     page.goto(f"{app_url}/review")
     wait_idle(page)
     name = page.get_by_label("Your name (recorded with every label)")
-    name.fill("Dr Lasso")
+    name.fill(reader)
     name.press("Enter")
     wait_idle(page)
+
+
+def test_box_selection_tags_a_group_for_review(page, app_url, app_home):
+    _sign_in_on_review(page, app_url, "Dr Lasso")
     open_page(page, dict(nav_pages(page))["embeddings"])  # in the same session: the name stays
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Method").click()
     page.get_by_role("option", name="PCA", exact=True).click()
@@ -135,12 +140,7 @@ def _wait_for_labels(page, app_home, reader: str, count: int, timeout_s: float =
 
 
 def test_label_three_items_clear_one_with_the_keyboard_and_export(page, app_url, app_home):
-    page.goto(f"{app_url}/review")
-    wait_idle(page)
-    name = page.get_by_label("Your name (recorded with every label)")
-    name.fill("Dr Browser")
-    name.press("Enter")
-    wait_idle(page)
+    _sign_in_on_review(page, app_url, "Dr Browser")
     page.evaluate("document.activeElement.blur()")  # keys typed into the name box are not shortcuts
     page.wait_for_function("() => document.lumenHotkeys === true")  # the shortcut script has loaded
     for done in range(1, 4):
