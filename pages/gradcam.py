@@ -49,6 +49,8 @@ def _batch(run_dir, manifest, chosen: pd.DataFrame, methods: list[str], fraction
     model, ckpt = run_model(run_dir)
     rows = manifest.set_index("id").loc[chosen["item_id"]]
     classes = list(ckpt["classes"])
+    # true → predicted under each picture: what the mistake was, not only where the model looked
+    predicted = np.asarray(classes)[chosen[[f"prob_{c}" for c in classes]].to_numpy().argmax(axis=1)]
     inputs, images = zip(*(cam.model_input(item_pixels(r), ckpt) for _, r in rows.iterrows()))
     x = torch.cat(inputs)
     targets = [classes.index(label) for label in chosen["label"]] if st.toggle(
@@ -63,10 +65,11 @@ def _batch(run_dir, manifest, chosen: pd.DataFrame, methods: list[str], fraction
                     + (f" Mask energy {np.mean([s[0] for s in shares]):.0%} on average "
                        f"(masks cover {np.mean([s[1] for s in shares]):.0%})." if shares else ""))
         cols = st.columns(8)
-        for i, (image, heat, item_id) in enumerate(zip(images, maps, chosen["item_id"])):
-            cols[i % 8].image(cam.overlay(image, heat, 0.5),
-                              caption=f"{item_id.rsplit('/', 1)[-1]} · drop {faith.drop_salient[i]:+.2f}",
-                              width="stretch")
+        for i, (image, heat, item_id, truth, guess) in enumerate(
+                zip(images, maps, chosen["item_id"], chosen["label"], predicted)):
+            cols[i % 8].image(cam.overlay(image, heat, 0.5), width="stretch",
+                              caption=f"{item_id.rsplit('/', 1)[-1]} · {truth} → {guess} · "
+                                      f"drop {faith.drop_salient[i]:+.2f}")
 
 
 st.title("Grad-CAM")

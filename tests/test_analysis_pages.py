@@ -41,6 +41,8 @@ def test_gradcam_page_single_and_set(home, monkeypatch):
     at.multiselect(key="cam_methods").set_value(["GradCAM", "EigenCAM"]).run()
     assert not at.exception
     assert sum("Removing the most salient" in m.value for m in at.markdown) == 2
+    captions = [img.proto.imgs[0].caption for img in at.get("image") if "drop" in (img.proto.imgs[0].caption or "")]
+    assert captions and all(" → " in c for c in captions)  # true → predicted under every picture of the set
 
 
 def test_embeddings_of_an_untrained_backbone_need_no_run(home, monkeypatch):
