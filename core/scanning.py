@@ -156,8 +156,8 @@ def scan(spec: SourceSpec, verify: bool = False, progress: ProgressFn | None = N
         return _combine(listing, facts)
 
     files = listing.loc[listing["problem"].isna(), "path"].drop_duplicates().tolist()
-    stats = pd.DataFrame([_stat(p) for p in files], columns=STAT_COLUMNS)
-    stats.insert(0, "path", files)
+    stats = pd.DataFrame([_stat(p) for p in files], columns=STAT_COLUMNS, dtype="int64")
+    stats.insert(0, "path", pd.Series(files, dtype=object))  # typed even when every row is a problem
     with _cache_lock:
         cached = _load_fact_cache(spec)
     merged = stats.merge(cached, on=["path", *STAT_COLUMNS], how="left")

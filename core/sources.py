@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.images import is_image_path
+from core.images import IMAGE_EXTENSIONS, is_image_path
 
 SPLIT_ALIASES = {
     "train": "train", "training": "train", "trn": "train",
@@ -199,7 +199,7 @@ def _list_csv(spec: SourceSpec) -> pd.DataFrame:
 
     base = csv_path.parent
     rel = table[path_col].str.strip()
-    paths = [(base / p).resolve() if p else None for p in rel]
+    paths = [_with_image_suffix((base / p).resolve()) if p else None for p in rel]
     exists = np.array([p is not None and p.is_file() for p in paths])
     out = pd.DataFrame({
         "id": rel.values,
@@ -220,6 +220,22 @@ def _list_csv(spec: SourceSpec) -> pd.DataFrame:
     out.loc[dup, "problem"] = "listed twice in the CSV"
     out["id"] = out["id"].where(~out["id"].duplicated(keep="first"), out["id"] + "#" + out.index.astype(str))
     return out
+
+
+_SUFFIXES_TO_TRY = sorted(IMAGE_EXTENSIONS) + sorted(e.upper() for e in IMAGE_EXTENSIONS)
+
+
+def _with_image_suffix(path: Path) -> Path:
+    """The file a CSV means when it names images without their extension (`name,ground truth` with
+    `img_001` for `img_001.png`, as lab spreadsheets often do); the path itself when it exists or
+    when no image file by that name does."""
+    if path.is_file() or is_image_path(path):
+        return path
+    for suffix in _SUFFIXES_TO_TRY:
+        candidate = path.with_name(path.name + suffix)
+        if candidate.is_file():
+            return candidate
+    return path
 
 
 def _blank_to_none(column: pd.Series) -> pd.Series:

@@ -16,6 +16,11 @@ def _stats(values: pd.Series) -> dict:
             "p95": float(np.percentile(arr, 95))}
 
 
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: a ratio that does not exist (fewer than two classes) is null."""
+    return round(value, 3) if np.isfinite(value) else None
+
+
 def summarize(manifest: pd.DataFrame) -> dict:
     # Sizes, modes and formats describe the images that will be used: a decompression bomb or a
     # truncated file has a readable header, but must not skew the statistics.
@@ -27,7 +32,7 @@ def summarize(manifest: pd.DataFrame) -> dict:
         "usable": int(usable.sum()),
         "unlabelled": int(manifest["label"].isna().sum()),
         "classes": {str(k): int(v) for k, v in manifest.loc[usable, "label"].value_counts().sort_index().items()},
-        "imbalance_ratio": round(imbalance_ratio(manifest.loc[usable, "label"]), 3),
+        "imbalance_ratio": _finite_or_none(imbalance_ratio(manifest.loc[usable, "label"])),
         "splits": {str(k): int(v) for k, v in manifest["split"].value_counts().items()},
         "problems": [{"path": row.path or row.id, "id": row.id, "reason": row.problem}
                      for row in problems.itertuples()],

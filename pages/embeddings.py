@@ -105,6 +105,9 @@ def _backbone_view() -> None:
     """No run needed: the sidebar's dataset through a backbone nobody trained on it."""
     name, spec = current_dataset()
     manifest = manifest_or_stop(spec, f"the dataset '{name}'")
+    if manifest["problem"].notna().all():
+        st.warning(f"'{name}' has no readable image to map: the Dataset page lists each file's problem.")
+        return
     cols = st.columns(4)
     model = cols[0].selectbox("Backbone", ["resnet18", "simple_cnn", "densenet121", "efficientnet_b0"],
                               key="emb_bb_model")

@@ -9,11 +9,12 @@ import streamlit as st
 
 from core import rundir, runs
 from core.runconfig import ConfigError
+from core.scanning import usable
 from core.sources import SourceError
 from ui.router import ensure_router
 from ui.identity import current_reader, login_configured
 from ui.run_config_form import run_config_form
-from ui.state import current_dataset
+from ui.state import current_dataset, load_manifest
 
 ensure_router()
 
@@ -133,18 +134,30 @@ def _compare(table: pd.DataFrame) -> None:
     st.plotly_chart(fig, width="stretch")
 
 
+def _why_it_cannot_train(name: str, spec) -> str | None:
+    """Said before launch, rather than found in a failed run's log."""
+    try:
+        manifest = load_manifest(spec)
+    except SourceError as exc:
+        return f"Cannot read '{name}': {exc}"
+    classes = manifest.loc[usable(manifest), "label"].nunique()
+    if classes < 2:
+        return (f"'{name}' has {classes} class{'' if classes == 1 else 'es'} with usable images; training needs "
+                "at least two. The Dataset page shows each file's problem.")
+    return None
+
+
 st.title("Train")
 name, spec = current_dataset()
 reader, role = current_reader() if login_configured() else ("", "admin")
 may_launch = role == "admin"
 if may_launch:
     with st.expander("New run", expanded=not any(rundir.runs_root().iterdir())):
-        overrides = run_config_form(name, spec)
+        overrides = run_config_form(name, spec, blocked=_why_it_cannot_train(name, spec))
         if overrides is not None:
             _launch(overrides)
 else:
     st.info("Launching, cancelling and deleting runs needs the admin role; you can follow the runs below.")
-
 
 
 @st.fragment(run_every=2.0)

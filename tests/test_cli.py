@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from PIL import Image
 
 from tests.conftest import ROOT, SHARED_DATA, gradient
@@ -39,7 +41,9 @@ def test_scan_lists_every_broken_file_with_a_reason(tmp_path):
     reasons = {p["path"].rsplit("/", 1)[-1]: p["reason"] for p in json.loads(result.stdout)["problems"]}
     assert set(reasons) == {"zero.png", "text.png", "cut.jpg"}
     assert all(reasons.values())
-    sizes = json.loads(result.stdout)["sizes"]  # the truncated 300x200 file does not count
+    summary = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert summary["imbalance_ratio"] is None  # one usable class: no ratio, and JSON null rather than NaN
+    sizes = summary["sizes"]  # the truncated 300x200 file does not count
     assert sizes["width"]["max"] == sizes["height"]["max"] == 30
 
 

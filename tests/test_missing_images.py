@@ -50,3 +50,19 @@ def test_dataset_pages_explain_a_missing_folder(home_with_vanished_images, monke
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("No such file or folder" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("page", ["pages/dataset.py", "pages/padding.py", "pages/train.py", "pages/embeddings.py"])
+def test_a_csv_naming_only_missing_files_is_explained_on_every_page(tmp_path, monkeypatch, page):
+    (tmp_path / "list.csv").write_text("path,label\na.png,x\nb.png,y\n")
+    registry.add_dataset("nothing here", SourceSpec(path=str(tmp_path / "list.csv")))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["dataset"] = "nothing here"
+    at.switch_page(page)
+    at.run()
+    if page == "pages/embeddings.py":
+        at.radio(key="emb_source").set_value("an untrained backbone (no run needed)").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.warning  # each page says why it has nothing to show
+    if page == "pages/train.py":
+        assert at.button(key="train_launch").disabled

@@ -118,6 +118,22 @@ def test_csv_missing_files_and_unknown_labels(tmp_path):
     assert "file not found" in manifest.loc["d.png", "problem"]
 
 
+def test_csv_names_without_their_extension_find_the_image(tmp_path):
+    Image.fromarray(gradient(20, 20)).save(tmp_path / "img_001.png")
+    Image.fromarray(gradient(20, 20)).save(tmp_path / "img_002.JPG")
+    (tmp_path / "list.csv").write_text("name;ground truth\nimg_001;a\nimg_002;b\nimg_003;a\n")
+    manifest = scan(SourceSpec(str(tmp_path / "list.csv"))).set_index("id")
+    assert manifest.loc["img_001", "path"].endswith("img_001.png") and pd.isna(manifest.loc["img_001", "problem"])
+    assert manifest.loc["img_002", "path"].endswith("img_002.JPG") and manifest.loc["img_002", "width"] == 20
+    assert "file not found" in manifest.loc["img_003", "problem"]
+
+
+def test_a_csv_whose_files_are_all_missing_lists_each_one(tmp_path):
+    (tmp_path / "list.csv").write_text("path,label\na.png,x\nb.png,y\n")
+    manifest = scan(SourceSpec(str(tmp_path / "list.csv")))
+    assert manifest["problem"].str.startswith("file not found").all() and len(manifest) == 2
+
+
 def test_changed_files_are_rescanned(tmp_path):
     cls = tmp_path / "x"
     cls.mkdir()

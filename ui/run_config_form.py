@@ -94,15 +94,19 @@ def _optimisation_section() -> dict:
             "imbalance": imbalance, "seed": int(seed), "repeats": int(repeats), "device": device, "amp": True}
 
 
-def run_config_form(dataset_name: str, spec: SourceSpec) -> dict | None:
+def run_config_form(dataset_name: str, spec: SourceSpec, blocked: str | None = None) -> dict | None:
     """Draw the fields (plain widgets, so the model's notes follow the choice at once); return the
-    config overrides when the user presses Launch."""
+    config overrides when the user presses Launch. `blocked` says why this dataset cannot train:
+    it is shown and Launch is disabled, rather than a run failing at once."""
     with st.container(border=True):
         st.markdown(f"**Dataset:** {dataset_name} (change it in the sidebar)")
+        if blocked:
+            st.warning(blocked)
         model = _model_section()
         split, preprocess, augment = _data_section()
         rest = _optimisation_section()
-        launched = st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train_launch")
+        launched = st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train_launch",
+                             disabled=blocked is not None)
     if not launched:
         return None
     if model["pretrained"] != "auto" and not Path(model["pretrained"]).expanduser().is_file():
