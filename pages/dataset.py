@@ -32,10 +32,13 @@ def _header(name, spec) -> None:
 
 
 def _load_or_explain(name, spec):
-    """The manifest, or a clear error with a way out when the source cannot be read."""
+    """The manifest, its verification job and whether this manifest already carries the job's
+    results (read once: the job may finish while the page draws); or a clear error with a way out
+    when the source cannot be read."""
     try:
         job = verification_job(spec)
-        return load_manifest(spec, verify=job.finished.is_set() and not job.error), job
+        verified = job.finished.is_set() and not job.error
+        return load_manifest(spec, verify=verified), job, verified
     except SourceError as exc:
         st.error(f"This dataset cannot be read: {exc}")
         if name not in registry.DEMO_DATASETS and st.button("Remove it from the list"):
@@ -53,7 +56,7 @@ def _verification_progress(job) -> None:
                             "(headers are shown meanwhile)")
 
 
-def _headline(manifest, summary, job) -> None:
+def _headline(manifest, summary, job, verified: bool) -> None:
     cols = st.columns(6)
     cols[0].metric("Items", f"{summary['items']:,}")
     cols[1].metric("Usable for training", f"{summary['usable']:,}")
@@ -64,8 +67,8 @@ def _headline(manifest, summary, job) -> None:
     cols[5].metric("Unlabelled", f"{summary['unlabelled']:,}")
     if job.error:
         st.warning(f"Verification stopped: {job.error}. Header facts are shown.")
-    elif not job.finished.is_set():
-        _verification_progress(job)
+    elif not verified:
+        _verification_progress(job)  # reruns the page with the verified manifest once the job is done
     else:
         st.caption(f"All {summary['verified']:,} readable images were decoded and verified.")
     if summary["problems"]:
@@ -163,27 +166,28 @@ def _samples(manifest) -> None:
 
 
 def _problems_and_duplicates(manifest, summary) -> None:
-    cols = st.columns(2)
-    with cols[0]:
-        st.subheader(f"Problems ({len(summary['problems']):,})")
-        if summary["problems"]:
-            st.dataframe(pd.DataFrame(summary["problems"])[["id", "reason"]], width="stretch", hide_index=True)
-        else:
-            st.success("Every item could be read.")
-    with cols[1]:
-        dups = duplicate_groups(manifest)
-        st.subheader(f"Duplicates ({dups['hash'].nunique():,} images with copies)")
-        if dups.empty:
-            st.success("No two files have the same content.")
-        else:
-            st.dataframe(dups, width="stretch", hide_index=True)
+    """One above the other at full width: a reason is a sentence and must be readable whole."""
+    st.subheader(f"Problems ({len(summary['problems']):,})")
+    if summary["problems"]:
+        st.dataframe(pd.DataFrame(summary["problems"])[["id", "reason"]], width="stretch", hide_index=True,
+                     column_config={"id": st.column_config.TextColumn(width="medium"),
+                                    "reason": st.column_config.TextColumn(width="large")})
+    else:
+        st.success("Every item could be read.")
+    dups = duplicate_groups(manifest)
+    copied = dups["hash"].nunique()
+    st.subheader(f"Duplicates ({copied:,} image{'' if copied == 1 else 's'} with copies)")
+    if dups.empty:
+        st.success("No two files have the same content.")
+    else:
+        st.dataframe(dups, width="stretch", hide_index=True)
 
 
 name, spec = current_dataset()
 _header(name, spec)
-manifest, job = _load_or_explain(name, spec)
+manifest, job, verified = _load_or_explain(name, spec)
 summary = summarize(manifest)
-_headline(manifest, summary, job)
+_headline(manifest, summary, job, verified)
 if st.sidebar.button("Rescan files", help="Read the folder again (new, changed or removed files)"):
     clear_manifest_cache()
     forget(spec)
