@@ -19,7 +19,8 @@ from core.summary import summarize
 def _scan_command(args) -> int:
     spec = SourceSpec(path=args.source, kind=args.kind, path_column=args.path_column,
                       label_column=args.label_column, group_column=args.group_column,
-                      split_column=args.split_column, mask_column=args.mask_column)
+                      split_column=args.split_column, mask_column=args.mask_column,
+                      label_names=tuple(n.strip() for n in args.class_names.split(",")) if args.class_names else None)
     manifest = scan(spec, verify=not args.no_verify)
     summary = summarize(manifest)
     if args.json:
@@ -172,6 +173,7 @@ def main(argv=None) -> int:
     scan_parser.add_argument("--group-column")
     scan_parser.add_argument("--split-column")
     scan_parser.add_argument("--mask-column")
+    scan_parser.add_argument("--class-names", help="npz: names of labels 0, 1, ... (comma-separated)")
     scan_parser.add_argument("--no-verify", action="store_true", help="read headers only, skip full decoding")
     scan_parser.add_argument("--json", action="store_true", help="print one JSON object")
     scan_parser.set_defaults(handler=_scan_command)

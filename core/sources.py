@@ -257,6 +257,8 @@ def _list_npz(spec: SourceSpec) -> pd.DataFrame:
                 if labels is not None and len(labels):
                     _check_label_names(spec.label_names, int(labels.max()))
                 frames.append(_npz_rows(path, split, len(images), labels, spec.label_names))
+    except SourceError:
+        raise  # already a plain message (class names that do not fit the labels)
     except (OSError, ValueError) as exc:
         raise SourceError(f"Cannot read {path.name} as an npz archive: {exc}") from exc
     if not frames:

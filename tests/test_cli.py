@@ -54,3 +54,12 @@ def test_scan_refuses_unreadable_sources_with_a_message(tmp_path):
     assert empty.returncode != 0 and "holds no images" in empty.stderr
     no_column = run_cli("scan", str(SHARED_DATA / "glomeruli" / "labels.csv"), "--label-column", "grade")
     assert no_column.returncode != 0 and "no label column 'grade'" in no_column.stderr
+
+
+def test_scan_names_the_classes_of_an_npz():
+    npz = str(SHARED_DATA / "medmnist" / "breastmnist.npz")
+    named = run_cli("scan", npz, "--class-names", "malignant, benign", "--no-verify", "--json")
+    assert named.returncode == 0, named.stderr
+    assert json.loads(named.stdout)["classes"] == {"benign": 570, "malignant": 210}
+    short = run_cli("scan", npz, "--class-names", "malignant", "--no-verify", "--json")
+    assert short.returncode == 2 and short.stderr.startswith("error: 1 class names given")
