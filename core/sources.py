@@ -229,7 +229,7 @@ def _with_image_suffix(path: Path) -> Path:
     """The file a CSV means when it names images without their extension (`name,ground truth` with
     `img_001` for `img_001.png`, as lab spreadsheets often do); the path itself when it exists or
     when no image file by that name does."""
-    if path.is_file() or is_image_path(path):
+    if is_image_path(path) or path.is_file():  # the suffix test first: no extra stat for ordinary names
         return path
     for suffix in _SUFFIXES_TO_TRY:
         candidate = path.with_name(path.name + suffix)
