@@ -64,9 +64,12 @@ def _clean(value) -> float | None:
 # ---------------------------------------------------------------- operating point
 
 
-def save_operating_point(run_dir: Path, positive: str, threshold: float, tuned_on: str, method: str) -> dict:
+def save_operating_point(run_dir: Path, positive: str, threshold: float, tuned_on: str, method: str,
+                         temperature: float = 1.0) -> dict:
+    """The temperature is saved with the threshold: a threshold chosen on temperature-scaled scores
+    only means what it meant on those scores."""
     point = {"positive_class": positive, "threshold": float(threshold), "tuned_on": tuned_on,
-             "method": method, "saved": time.time()}
+             "method": method, "temperature": float(temperature), "saved": time.time()}
     workspace.atomic_write_json(Path(run_dir) / OPERATING_POINT, point)
     return point
 
@@ -75,21 +78,38 @@ def load_operating_point(run_dir: Path) -> dict | None:
     return rundir.read_json(Path(run_dir) / OPERATING_POINT)
 
 
+def saved_decision(predictions: pd.DataFrame, run_dir: Path) -> tuple[str, float, np.ndarray]:
+    """(positive class, threshold, every row's score) at the run's saved operating point, the
+    scores temperature-scaled as they were when the threshold was chosen; without a saved point,
+    the rarer class at 0.5 on the raw scores. Review, Grad-CAM and the command line all decide here."""
+    point = load_operating_point(run_dir) or {}
+    positive = point.get("positive_class") or default_positive(predictions)
+    classes = classes_of(predictions)
+    probs = predictions[[f"prob_{c}" for c in classes]].to_numpy(dtype=np.float64)
+    temperature = float(point.get("temperature", 1.0))
+    if temperature != 1.0:
+        probs = apply_temperature(probs, temperature)
+    return positive, float(point.get("threshold", 0.5)), probs[:, classes.index(positive)]
+
+
 def evaluate_run(run_dir: Path, split: str = "test", threshold: float | None = None,
                  positive: str | None = None) -> dict:
-    """The command line's report: at the given, else the saved, else 0.5 threshold."""
+    """The command line's report: at the given threshold on raw scores, else at the saved one on the
+    scores it was chosen on (temperature-scaled when it was), else at 0.5."""
     predictions = load_predictions(run_dir)
     saved = load_operating_point(run_dir) or {}
     positive = positive or saved.get("positive_class") or default_positive(predictions)
-    if threshold is not None:
-        source = "given"
-    elif saved.get("positive_class") == positive:
-        threshold, source = saved["threshold"], f"saved (tuned on {saved.get('tuned_on')})"
-    else:
-        threshold, source = 0.5, "default"
     if split not in set(predictions["split"]):
         raise ValueError(f"The run has no '{split}' split; it has {', '.join(sorted(set(predictions['split'])))}.")
     is_pos, scores = binary_scores(predictions, positive, split)
+    if threshold is not None:
+        source = "given"
+    elif saved.get("positive_class") == positive:
+        _, threshold, all_scores = saved_decision(predictions, run_dir)
+        scores = all_scores[(predictions["split"] == split).to_numpy()]
+        source = f"saved (tuned on {saved.get('tuned_on')}, {saved.get('method', 'raw scores')})"
+    else:
+        threshold, source = 0.5, "default"
     return {"run": Path(run_dir).name, "split": split, "positive_class": positive, "threshold_source": source,
             **summary(metrics.Curve.from_scores(is_pos, scores), threshold)}
 

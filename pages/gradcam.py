@@ -22,10 +22,8 @@ MAX_SET = 48
 
 def _decisions(preds: pd.DataFrame, run_dir) -> tuple[np.ndarray, str, float]:
     """Positive-class decisions at the saved operating point (0.5 and the rarer class without one)."""
-    point = evaluation.load_operating_point(run_dir) or {}
-    positive = point.get("positive_class") or evaluation.default_positive(preds)
-    threshold = point.get("threshold", 0.5)
-    return preds[f"prob_{positive}"].to_numpy() >= threshold, positive, threshold
+    positive, threshold, score = evaluation.saved_decision(preds, run_dir)
+    return score >= threshold, positive, threshold
 
 
 def _choose_set(preds: pd.DataFrame, run_dir, split: str) -> pd.DataFrame:

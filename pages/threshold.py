@@ -139,7 +139,10 @@ default_positive = saved.get("positive_class") or evaluation.default_positive(pr
 positive = cols[0].selectbox("Positive class (one vs rest)" if len(classes) > 2 else "Positive class", classes,
                              index=classes.index(default_positive), key=f"thr_pos_{run_dir.name}")
 tune = cols[1].radio("Tune on", splits, format_func=SPLIT_NAMES.get, horizontal=True, key="thr_tune")
-calibrated = cols[2].toggle("Temperature scaling (fitted on validation)", key="thr_temp",
+temp_key = f"thr_temp_{run_dir.name}"  # per run, and on when the saved threshold was chosen with it
+if temp_key not in st.session_state:
+    st.session_state[temp_key] = "val" in splits and float(saved.get("temperature", 1.0)) != 1.0
+calibrated = cols[2].toggle("Temperature scaling (fitted on validation)", key=temp_key,
                             disabled="val" not in splits)
 temperature = _temperature(str(run_dir), mtime) if calibrated else 1.0
 if tune == "test":
@@ -224,7 +227,7 @@ def operating_point() -> None:
                        f"{SPLIT_NAMES.get(saved['tuned_on'], saved['tuned_on'])} ({saved['method']}).")
         if st.button("Save this operating point with the run", type="primary", icon=":material/save:"):
             evaluation.save_operating_point(run_dir, positive, threshold, tune,
-                                            "temperature-scaled" if calibrated else "raw scores")
+                                            "temperature-scaled" if calibrated else "raw scores", temperature)
             st.toast(f"Saved {positive} at {threshold:.4f}.")
             st.rerun(scope="app")
         point = {"positive_class": positive, "threshold": threshold, "tuned_on": tune, "temperature": temperature}

@@ -129,3 +129,38 @@ def test_calibration_helpers():
     assert evaluation.brier(is_pos, softened[:, 0]) < evaluation.brier(is_pos, over_confident[:, 0])
     assert evaluation.expected_calibration_error(is_pos, softened[:, 0]) < \
         evaluation.expected_calibration_error(is_pos, over_confident[:, 0])
+
+
+def test_a_threshold_saved_on_scaled_scores_decides_on_scaled_scores(home, monkeypatch):
+    """Review, Grad-CAM and the command line must decide on the scores the threshold was chosen on."""
+    from ui.review_queue import decisions
+
+    run_dir = home / "runs" / "b-binary"
+    preds = evaluation.load_predictions(run_dir)
+    classes = evaluation.classes_of(preds)
+    probs = preds[[f"prob_{c}" for c in classes]].to_numpy()
+    val = (preds["split"] == "val").to_numpy()
+    temperature = evaluation.fit_temperature(probs[val], pd.Categorical(preds["label"][val], categories=classes).codes)
+    raw, scaled = probs[:, 0], evaluation.apply_temperature(probs, temperature)[:, 0]
+    widest = np.argmax(np.abs(raw - scaled))
+    threshold = round((raw[widest] + scaled[widest]) / 2, 4)  # raw and scaled scores decide this item differently
+    at = open_page("pages/threshold.py", home, monkeypatch, "b-binary")
+    at.selectbox(key="thr_pos_b-binary").select(classes[0]).run()
+    at.toggle(key="thr_temp_b-binary").set_value(True).run()
+    _slider(at).set_value(threshold).run()
+    next(b for b in at.button if "Save this operating point" in b.label).click().run()
+    saved = evaluation.load_operating_point(run_dir)
+    assert saved["temperature"] != 1.0 and saved["method"] == "temperature-scaled"
+
+    positive = saved["positive_class"]
+    called = scaled >= saved["threshold"]
+    assert (called != (raw >= saved["threshold"])).any()
+    assert (decisions(preds, run_dir)["predicted"].to_numpy() == positive).tolist() == called.tolist()
+    report = evaluation.evaluate_run(run_dir, "test")
+    test = (preds["split"] == "test").to_numpy()
+    expected = confusion_matrix(preds["label"][test] == positive, called[test], labels=[False, True])
+    assert report["confusion_matrix"] == expected.tolist()
+
+    fresh = open_page("pages/threshold.py", home, monkeypatch, "b-binary")
+    assert fresh.toggle(key="thr_temp_b-binary").value  # reopened as it was saved
+    evaluation.save_operating_point(run_dir, positive, 0.5, "val", "raw scores")  # leave the run as found

@@ -16,12 +16,9 @@ def decisions(preds: pd.DataFrame, run_dir) -> pd.DataFrame:
     Binary runs decide at the saved operating point (TP/FP/FN/TN); several classes by argmax."""
     classes = evaluation.classes_of(preds)
     probs = preds[[f"prob_{c}" for c in classes]].to_numpy()
-    point = evaluation.load_operating_point(run_dir) or {}
     if len(classes) == 2:
-        positive = point.get("positive_class") or evaluation.default_positive(preds)
+        positive, threshold, score = evaluation.saved_decision(preds, run_dir)
         negative = next(c for c in classes if c != positive)
-        threshold = point.get("threshold", 0.5)
-        score = preds[f"prob_{positive}"].to_numpy()
         predicted = np.where(score >= threshold, positive, negative)
         truth_pos, pred_pos = preds["label"].to_numpy() == positive, score >= threshold
         outcome = np.select([truth_pos & pred_pos, ~truth_pos & pred_pos, truth_pos & ~pred_pos],
