@@ -76,7 +76,7 @@ def _headline(manifest, summary, job, verified: bool) -> None:
                    "(see Problems below).")
 
 
-def _split_controls(manifest):
+def _split_controls(manifest, name: str):
     with st.container(border=True):
         st.subheader("Split")
         predefined = manifest["split"].notna().sum()
@@ -89,7 +89,7 @@ def _split_controls(manifest):
         seed = cols[3].number_input("Seed", 0, 10**6, 0, key="split_seed")
         has_groups = manifest["group"].notna().any()
         grouped = cols[4].toggle("Keep groups in one split", value=bool(has_groups),
-                                 disabled=not has_groups, key="split_grouped",
+                                 disabled=not has_groups, key=f"split_grouped_{name}",  # its default is per dataset
                                  help="Each group (slide, patient, smear) goes wholly to one split, so none leaks." if has_groups else "This dataset has no group column.")
         if train + val + test == 0:
             st.error("The three percentages add up to zero: give at least one split a share.")
@@ -195,7 +195,7 @@ if st.sidebar.button("Rescan files", help="Read the folder again (new, changed o
 
 overview, sizes, samples, problems = st.tabs(["Classes and splits", "Image sizes", "Samples", "Problems and duplicates"])
 with overview:
-    split = _split_controls(manifest)
+    split = _split_controls(manifest, name)
     if split is not None:
         _class_counts(manifest, split)
         _leakage(manifest, split)

@@ -17,7 +17,7 @@ from ui.item_panel import item_panel
 from ui.router import ensure_router
 from ui.run_features import checkpoint_stamp, run_features
 from ui.runs_picker import pick_run, predictions
-from ui.state import current_dataset, manifest_or_stop
+from ui.state import current_dataset, manifest_or_stop, run_manifest_or_stop
 
 ensure_router()
 
@@ -156,21 +156,22 @@ cols = st.columns([1, 1, 1, 1, 2])
 method = cols[0].selectbox("Method", list(METHOD_NAMES), format_func=METHOD_NAMES.get, key="emb_method")
 colour = cols[1].selectbox("Colour by", list(COLOUR_BY), format_func=COLOUR_BY.get, key="emb_colour")
 seed = int(cols[2].number_input("Seed", 0, 10**6, 0, key="emb_seed"))
-side_by_side = cols[3].toggle("Side by side", key="emb_side", help="Train and test as two maps, as the tissue "
-                              "study compared them.")
+side_by_side = cols[3].toggle("Side by side", key="emb_side", disabled="test" not in splits_present,
+                              help="Train and test as two maps, as the tissue study compared them."
+                              if "test" in splits_present else "This run has no test split.")
 params: dict = {}
 if method == "umap":
     params = {"n_neighbors": cols[4].slider("Neighbours", 2, 100, 15, key="emb_nn"), "min_dist": 0.1}
 elif method == "tsne":
     params = {"perplexity": float(cols[4].slider("Perplexity", 2, 100, 30, key="emb_perp"))}
-panels = [("train",), ("test",)] if side_by_side else [tuple(st.multiselect(
+panels = [("train",), ("test",)] if side_by_side and "test" in splits_present else [tuple(st.multiselect(
     "Splits", splits_present, default=splits_present, key="emb_splits")) or tuple(splits_present)]
 
 notice = st.empty()  # cleared once the plots are drawn: by then the wait it explains is over
 if method == "umap" and not warm.is_set():
     notice.caption("UMAP is compiling in the background (once per server start); layouts already computed "
                    "for this run show at once.")
-manifest = manifest_or_stop(dataset_spec(rundir.read_config(run_dir)), f"the run {run_dir.name}")
+manifest = run_manifest_or_stop(run_dir, preds)
 run_features(run_dir)  # the first time for this checkpoint: a pass over every image, with progress
 events = []
 columns = st.columns(len(panels))

@@ -6,12 +6,11 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core import cam, evaluation, rundir
-from core.runconfig import dataset_spec
-from ui.cam_view import cam_for_item, item_pixels, mask_share, run_model
+from core import cam, evaluation
+from ui.cam_view import cam_for_item, item_pixels, mask_share, run_model, says_no_feature_map
 from ui.router import ensure_router
 from ui.runs_picker import pick_run, predictions
-from ui.state import manifest_or_stop
+from ui.state import run_manifest_or_stop
 
 ensure_router()
 
@@ -45,11 +44,25 @@ def _choose_set(preds: pd.DataFrame, run_dir, split: str) -> pd.DataFrame:
 
 def _batch(run_dir, manifest, chosen: pd.DataFrame, methods: list[str], fraction: float) -> None:
     model, ckpt = run_model(run_dir)
+    if says_no_feature_map(ckpt):
+        return
     rows = manifest.set_index("id").loc[chosen["item_id"]]
+    pixels = {}
+    for item_id, row in rows.iterrows():
+        try:
+            pixels[item_id] = item_pixels(row)
+        except OSError:  # gone or damaged since training: left out, and said so
+            continue
+    if len(pixels) < len(rows):
+        st.warning(f"{len(rows) - len(pixels):,} image(s) of this set cannot be read any more and are left out.")
+        chosen = chosen[chosen["item_id"].isin(pixels)]
+        rows = rows.loc[chosen["item_id"]]
+        if chosen.empty:
+            return
     classes = list(ckpt["classes"])
     # true → predicted under each picture: what the mistake was, not only where the model looked
     predicted = np.asarray(classes)[chosen[[f"prob_{c}" for c in classes]].to_numpy().argmax(axis=1)]
-    inputs, images = zip(*(cam.model_input(item_pixels(r), ckpt) for _, r in rows.iterrows()))
+    inputs, images = zip(*(cam.model_input(pixels[item_id], ckpt) for item_id in chosen["item_id"]))
     x = torch.cat(inputs)
     targets = [classes.index(label) for label in chosen["label"]] if st.toggle(
         "Explain the true class (default: the predicted class)", key="cam_true") else None
@@ -75,7 +88,7 @@ run_dir = pick_run()
 if run_dir is None:
     st.stop()
 preds = predictions(run_dir)
-manifest = manifest_or_stop(dataset_spec(rundir.read_config(run_dir)), f"the run {run_dir.name}")
+manifest = run_manifest_or_stop(run_dir, preds)
 splits = [s for s in ("test", "val", "train") if (preds["split"] == s).any()]
 split = st.radio("Split", splits, horizontal=True, key="cam_split")
 chosen = _choose_set(preds, run_dir, split)

@@ -172,7 +172,7 @@ def _offer_registration(result: dict) -> None:
     st.success(f"Wrote {result['written']:,} images and {result['csv']} in {result['seconds']:.1f} s"
                + (f" ({skipped:,} skipped: problems or no label)." if skipped else "."))
     default = f"{result['dataset']} ({result['size']} px, {result['fit']}, {result['pad_mode']})"
-    name = st.text_input("Name for the new dataset", default, key="padding_register_name")
+    name = st.text_input("Name for the new dataset", default, key=f"padding_register_name::{default}")  # per export
     if st.button("Add the export as a dataset", icon=":material/add:"):
         _register(result, name)
 
@@ -192,8 +192,9 @@ def _export_section(manifest: pd.DataFrame, dataset: str, size: int) -> None:
         }
         if st.button("Export", type="primary", icon=":material/file_export:"):
             _run_export(manifest, dataset, out_dir, settings)
-        if EXPORT_KEY in st.session_state:
-            _offer_registration(st.session_state[EXPORT_KEY])
+        export = st.session_state.get(EXPORT_KEY)
+        if export and export["dataset"] == dataset:  # an export of another dataset is not offered here
+            _offer_registration(export)
 
 
 def main() -> None:

@@ -8,8 +8,9 @@ import streamlit as st
 
 from core import annotations, embeddings, evaluation, registry, rundir, workspace
 from core.runconfig import dataset_spec
+from core.export import safe_name
 from core.sources import SourceSpec
-from ui.cam_view import cam_for_item, item_pixels
+from ui.cam_view import cam_for_item, readable_pixels
 from ui.gallery import image_grid
 from ui.hotkeys import enable_hotkeys, label_shortcut
 from ui.identity import current_reader
@@ -17,7 +18,7 @@ from ui.review_queue import SORTS, decisions, sort_queue
 from ui.router import ensure_router
 from ui.run_features import run_features
 from ui.runs_picker import pick_run, predictions
-from ui.state import manifest_or_stop, select_dataset_next_run
+from ui.state import run_manifest_or_stop, select_dataset_next_run
 
 ensure_router()
 
@@ -128,8 +129,9 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
     left, right = st.columns([3, 2])
     with left:
         zoom = st.slider("Zoom", 1.0, 4.0, 1.0, 0.5, key="rv_zoom")
-        pixels = item_pixels(record)
-        st.image(pixels, width=int(min(900, max(pixels.shape[:2]) * zoom * 2)))
+        pixels = readable_pixels(record)
+        if pixels is not None:
+            st.image(pixels, width=int(min(900, max(pixels.shape[:2]) * zoom * 2)))
         if not blind and st.toggle("Show Grad-CAM", key="rv_cam"):
             cam_for_item(run_dir, record, item, classes, key="review")
         if st.toggle("Show nearest neighbours in the model's feature space", key="rv_near"):
@@ -156,6 +158,8 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
                 st.markdown("**Other readers**")
                 st.dataframe(others[["reader", "label", "confidence", "flags", "note"]], hide_index=True)
         history = store.history(key, item["item_id"])
+        if blind:  # other readers' labels stay hidden, in the trail too
+            history = history[history["reader"] == reader]
         if not history.empty:
             with st.expander(f"Audit trail of this item ({len(history)})"):
                 st.dataframe(history[["at", "reader", "field", "old_value", "new_value"]], hide_index=True)
@@ -193,8 +197,13 @@ def _export(store, key, manifest, dataset_name) -> None:
                             key=f"rv_dl_{fmt}")
     st.markdown("**Corrected labels** (adjudicated, else the readers' majority, else the dataset label)")
     if st.button("Write the corrected-labels CSV and add it as a dataset", key="rv_corrected"):
-        out = workspace.home() / "exports" / f"corrected-{Path(key).parent.name or 'dataset'}.csv"
-        counts = annotations.corrected_labels_csv(store, key, manifest, out)
+        # named after the dataset: two datasets in one folder must not overwrite each other's file
+        out = workspace.home() / "exports" / f"corrected-{safe_name(dataset_name)}.csv"
+        try:
+            counts = annotations.corrected_labels_csv(store, key, manifest, out)
+        except annotations.AnnotationError as exc:
+            st.error(str(exc))
+            return
         name = f"{dataset_name} (corrected)"
         registry.add_dataset(name, SourceSpec(str(out), kind="csv", label_column="label",
                                                group_column="group", split_column="split"))
@@ -214,7 +223,7 @@ key = spec.path  # annotations belong to the dataset, whichever run is being rev
 store = _store(annotations.default_url())
 preds = predictions(run_dir)
 classes = evaluation.classes_of(preds)
-manifest = manifest_or_stop(spec, f"the run {run_dir.name}")
+manifest = run_manifest_or_stop(run_dir, preds)
 queue = decisions(preds, run_dir)
 blind = st.sidebar.toggle("Blind mode", key="rv_blind", help="Hide the model's prediction and other readers' labels.")
 enable_hotkeys()
@@ -243,6 +252,9 @@ with agree:
         _agreement(store, key, queue, reader, role, classes)
 with audit:
     trail = store.history(key)
+    if blind:
+        trail = trail[trail["reader"] == reader]
+        st.info("Blind mode: only your own changes are listed.")
     st.caption(f"{len(trail):,} changes recorded; newest first. Notes are shown as plain text.")
     st.dataframe(trail, hide_index=True, width="stretch", column_config={
         "id": st.column_config.NumberColumn(width="small"),

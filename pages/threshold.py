@@ -18,7 +18,7 @@ from ui import threshold_figures as figs
 from ui.gallery import image_grid
 from ui.router import ensure_router
 from ui.runs_picker import pick_run, predictions
-from ui.state import load_manifest
+from ui.state import load_manifest, with_predicted_items
 
 ensure_router()
 
@@ -109,7 +109,7 @@ def _cell_gallery(run_dir, is_pos, scores, threshold, split) -> None:
         return
     order = rows.sort_values("score", ascending=cell in ("TP", "FN")).head(24)
     try:
-        manifest = load_manifest(dataset_spec(rundir.read_config(run_dir)))
+        manifest = with_predicted_items(load_manifest(dataset_spec(rundir.read_config(run_dir))), preds)
     except SourceError as exc:
         st.warning(f"The images of this run cannot be read ({exc}); the numbers above come from its stored "
                    "predictions and stay true.")

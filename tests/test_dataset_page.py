@@ -30,7 +30,7 @@ def test_opens_on_the_glomeruli_demo():
 
 def test_ungrouped_split_of_the_demo_shows_slide_leakage():
     at = open_app()
-    at.toggle(key="split_grouped").set_value(False).run()
+    at.toggle(key=f"split_grouped_{next(iter(registry.DEMO_DATASETS))}").set_value(False).run()
     assert not at.exception
     assert any("groups appear in more than one split" in e.value for e in at.error)
 
@@ -116,3 +116,24 @@ def test_a_thumbnail_that_cannot_be_decoded_does_not_stop_the_grid(tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("image")) == 1
     assert any("cut.jpg: cannot be decoded" in c.value for c in at.caption)
+
+
+def test_split_percentages_of_zero_do_not_break_the_train_page():
+    at = open_app()
+    at.number_input(key="split_train").set_value(0).run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.number_input(key="train_split_train").value == 1
+
+
+def test_grouping_follows_each_dataset_and_column_guesses_each_csv(tmp_path):
+    at = open_app()
+    at.sidebar.selectbox(key="dataset").select(list(registry.DEMO_DATASETS)[1]).run()
+    at.sidebar.selectbox(key="dataset").select(list(registry.DEMO_DATASETS)[0]).run()
+    assert at.toggle(key=f"split_grouped_{next(iter(registry.DEMO_DATASETS))}").value  # glomeruli have slides
+    assert any("No leakage" in s.value for s in at.success)
+    (tmp_path / "plain.csv").write_text("path,label\na.png,x\n")
+    at.text_input(key="add_path").input(str(tmp_path / "plain.csv")).run()
+    assert at.selectbox(key="add_group_col").value == "(none)"
+    at.text_input(key="add_path").input(str(SHARED_DATA / "glomeruli" / "labels.csv")).run()
+    assert at.selectbox(key="add_group_col").value == "slide_id"  # guessed afresh for this CSV

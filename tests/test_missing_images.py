@@ -2,6 +2,7 @@
 says so plainly, none shows a traceback, and the numbers that need no image stay."""
 import shutil
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -66,3 +67,25 @@ def test_a_csv_naming_only_missing_files_is_explained_on_every_page(tmp_path, mo
     assert at.warning  # each page says why it has nothing to show
     if page == "pages/train.py":
         assert at.button(key="train_launch").disabled
+
+
+def test_one_image_gone_leaves_review_and_gradcam_working(tmp_path, monkeypatch):
+    folder = tmp_path / "images"
+    for cls in ("GS", "nonGS"):
+        (folder / cls).mkdir(parents=True)
+        for path in sorted((DEMO_IMAGES / cls).glob("*.jpg"))[:20]:
+            shutil.copy(path, folder / cls / path.name)
+    home = tmp_path / "home"
+    run_dir = train_tiny_run(home, spec=SourceSpec(path=str(folder)))
+    preds = pd.read_parquet(run_dir / "predictions.parquet")
+    first = preds[preds["split"] == "test"]["item_id"].iloc[0]
+    (folder / first).unlink()
+    review = open_page("pages/review.py", home, monkeypatch, "tiny")
+    review.multiselect(key="rv_split").set_value(["test"])
+    review.selectbox(key="rv_sort").select("item").run()
+    assert not review.exception, [e.value for e in review.exception]
+    cam = open_page("pages/gradcam.py", home, monkeypatch, "tiny")
+    cam.radio(key="cam_set").set_value("ids").run()
+    cam.multiselect(key="cam_ids").set_value(preds[preds["split"] == "test"]["item_id"].iloc[:3].tolist()).run()
+    assert not cam.exception, [e.value for e in cam.exception]
+    assert any("cannot be read" in w.value for w in [*review.warning, *cam.warning])

@@ -100,7 +100,9 @@ def test_export_through_the_page_writes_a_csv_and_registers_it(page, tmp_path):
     assert set(table["label"]) == set(scan(registry.DEMO_DATASETS[BCCD])["label"])
     assert any("Wrote" in s.value for s in page.success)
 
-    page.text_input(key="padding_register_name").set_value("bccd 32").run()
+    name_box = next(t for t in page.text_input if t.key.startswith("padding_register_name"))
+    assert "32 px" in name_box.value  # the default names this export's settings
+    name_box.set_value("bccd 32").run()
     next(b for b in page.button if b.label == "Add the export as a dataset").click().run()
     assert not page.exception and not page.error
     assert "bccd 32" in registry.list_datasets()

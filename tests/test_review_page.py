@@ -82,6 +82,19 @@ def test_blind_mode_hides_the_model(at):
     assert "model" not in line and "dataset label" not in line
 
 
+def test_blind_mode_hides_other_readers_in_the_audit_trail(at, trained):
+    store = annotations.open_store()
+    dataset = next(iter(DEMO_DATASETS.values())).path
+    item = pd.read_parquet(trained / "runs" / "tiny" / "predictions.parquet")["item_id"].iloc[0]
+    store.annotate(dataset, item, "Dr Other", label="GS", classes=["GS", "nonGS"])
+    store.annotate(dataset, item, "Dr Me", label="nonGS", classes=["GS", "nonGS"])
+    at.sidebar.text_input(key="reader_name").input("Dr Me")
+    at.sidebar.toggle(key="rv_blind").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    trails = [df.value for df in at.dataframe if "reader" in df.value.columns and "new_value" in df.value.columns]
+    assert trails and all(set(t["reader"]) <= {"Dr Me"} for t in trails)
+
+
 def test_nearest_neighbours_in_the_item_view(at):
     at.toggle(key="rv_near").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]

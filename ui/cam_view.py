@@ -27,6 +27,27 @@ def item_pixels(row: pd.Series) -> np.ndarray:
     return load_item(row["path"], index, row["split"] if index >= 0 else None)
 
 
+def says_no_feature_map(ckpt: dict) -> bool:
+    """True, after saying why, for a model Grad-CAM cannot explain."""
+    if ckpt["config"]["model"]["name"] == "logistic":
+        st.info("A logistic model has no feature map for Grad-CAM: its weights are the explanation.")
+        return True
+    return False
+
+
+def readable_pixels(row: pd.Series) -> np.ndarray | None:
+    """The item's pixels, or None after a plain warning when its file has gone or is damaged
+    since the run was trained: one lost image must not take the page down."""
+    if isinstance(row.get("problem"), str):
+        st.warning(f"Cannot show this image: {row['problem']}.")
+        return None
+    try:
+        return item_pixels(row)
+    except OSError as exc:
+        st.warning(f"Cannot read this image ({row['path']}): {exc}")
+        return None
+
+
 def mask_share(row: pd.Series, ckpt: dict, heat: np.ndarray) -> tuple[float, float] | None:
     """(share of heat inside the item's mask, the mask's own area share), when it has a mask."""
     path = row.get("mask_path")
@@ -39,8 +60,7 @@ def mask_share(row: pd.Series, ckpt: dict, heat: np.ndarray) -> tuple[float, flo
 def cam_for_item(run_dir: Path, row: pd.Series, pred: pd.Series, classes: list[str], key: str = "item") -> None:
     """Method, target class and opacity controls, then [input | heatmap | overlay] for one item."""
     model, ckpt = run_model(run_dir)
-    if ckpt["config"]["model"]["name"] == "logistic":
-        st.info("A logistic model has no feature map for Grad-CAM: its weights are the explanation.")
+    if says_no_feature_map(ckpt):
         return
     cols = st.columns(3)
     method = cols[0].selectbox("Method", list(cam.METHODS), key=f"cam_method_{key}")
@@ -49,9 +69,12 @@ def cam_for_item(run_dir: Path, row: pd.Series, pred: pd.Series, classes: list[s
     target = None if choice == "predicted" else (pred["label"] if choice == "true label" else choice)
     layer = st.text_input("Target layer (blank: the architecture's usual one)", key=f"cam_layer_{key}",
                           placeholder="e.g. layer3 for ResNet18, features.2 for the simple CNN").strip() or None
+    pixels = readable_pixels(row)
+    if pixels is None:
+        return
     try:
         with st.spinner(f"{method}…"):
-            result = cam.explain(model, ckpt, item_pixels(row), method, target, target_layer=layer)
+            result = cam.explain(model, ckpt, pixels, method, target, target_layer=layer)
     except ValueError as exc:
         st.error(f"{exc} Layer names are those of the model's named_modules().")
         return

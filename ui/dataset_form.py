@@ -12,6 +12,8 @@ from ui.state import select_dataset_next_run
 _NONE = "(none)"
 _EXPANDER_KEY = "add_open"
 _ADDED_KEY = "add_done"  # set by a successful add: the next run empties and closes the form
+_COLUMN_KEYS = ("add_path_col", "add_label_col", "add_group_col", "add_split_col", "add_mask_col")
+_COLUMNS_FOR_KEY = "add_columns_for"  # the CSV whose columns the choices above belong to
 
 
 def _column_choice(label: str, columns: list[str], guess: tuple[str, ...], key: str) -> str | None:
@@ -28,6 +30,10 @@ def _csv_columns(path: str) -> dict:
     except (SourceError, OSError) as exc:
         st.error(str(exc))
         return {}
+    if st.session_state.get(_COLUMNS_FOR_KEY) != path:  # another CSV: guess its columns afresh
+        for key in _COLUMN_KEYS:
+            st.session_state.pop(key, None)
+        st.session_state[_COLUMNS_FOR_KEY] = path
     cols = st.columns(5)
     with cols[0]:
         path_column = _column_choice("Path column", columns, ("path", "filename", "file", "name", "image"), "add_path_col")

@@ -6,11 +6,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import evaluation
-from core.images import load_item
 
 
 def item_panel(run_dir, manifest: pd.DataFrame, preds: pd.DataFrame, item_id: str, split: str) -> None:
-    from ui.cam_view import cam_for_item
+    from ui.cam_view import cam_for_item, readable_pixels
 
     row = manifest.set_index("id").loc[item_id]
     pred = preds[(preds["item_id"] == item_id) & (preds["split"] == split)].iloc[0]
@@ -20,9 +19,10 @@ def item_panel(run_dir, manifest: pd.DataFrame, preds: pd.DataFrame, item_id: st
         st.markdown(f"**{item_id}** · {split} · true label **{pred['label']}** · predicted "
                     f"**{classes[max(range(len(probs)), key=probs.__getitem__)]}**")
         cols = st.columns([1, 1, 2])
-        index = int(row["index"]) if "index" in row else -1
-        cols[0].image(load_item(row["path"], index, row["split"] if index >= 0 else None),
-                      caption=f"original {int(row['width'])}x{int(row['height'])}", width="stretch")
+        with cols[0]:
+            pixels = readable_pixels(row)
+            if pixels is not None:
+                st.image(pixels, caption=f"original {int(row['width'])}x{int(row['height'])}", width="stretch")
         fig = go.Figure(go.Bar(x=probs, y=classes, orientation="h", marker_color="#7b3fa0"))
         fig.update_layout(height=60 + 28 * len(classes), margin=dict(t=30, b=10, l=10, r=10),
                           title="Probabilities", xaxis=dict(range=[0, 1]))

@@ -50,7 +50,8 @@ def _data_section() -> tuple[dict, dict, dict]:
     size = cols[0].selectbox("Image size (px)", SIZES, index=SIZES.index(64), key="train_size")
     pad_mode = cols[1].selectbox("Pad mode", PAD_MODES, key="train_pad")
     fit = cols[2].selectbox("Fit", FIT_MODES, key="train_fit")
-    train = cols[3].number_input("Train %", 1, 100, st.session_state.get("split_train", 80), key="train_split_train")
+    train = cols[3].number_input("Train %", 1, 100, max(1, st.session_state.get("split_train", 80)),
+                                 key="train_split_train")  # the Dataset page allows 0; training needs some
     val = cols[4].number_input("Val %", 0, 100, st.session_state.get("split_val", 10), key="train_split_val")
     test = cols[5].number_input("Test %", 0, 100, st.session_state.get("split_test", 10), key="train_split_test")
     cols = st.columns(6)

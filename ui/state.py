@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
-from core import registry
+from core import registry, rundir
+from core.runconfig import dataset_spec
 from core.scanning import scan
 from core.sources import SourceError, SourceSpec
 
@@ -41,6 +44,26 @@ def manifest_or_stop(spec: SourceSpec, whose: str):
         st.error(f"Cannot read the images of {whose}: {exc}. If they moved or their drive is not mounted, "
                  "put them back at that path.")
         st.stop()
+
+
+GONE = "no longer in the dataset (moved or deleted since the run was trained)"
+
+
+def with_predicted_items(manifest: pd.DataFrame, preds: pd.DataFrame) -> pd.DataFrame:
+    """The manifest with a row for every item a run predicted: an item whose file has gone since
+    training keeps a row, marked as a problem, so pages that look items up never miss one."""
+    gone = preds.loc[~preds["item_id"].isin(manifest["id"])].drop_duplicates("item_id")
+    if gone.empty:
+        return manifest
+    filler = pd.DataFrame({"id": gone["item_id"], "path": "", "index": -1, "label": gone["label"],
+                           "split": gone["split"], "group": gone.get("group"), "problem": GONE})
+    return pd.concat([manifest, filler], ignore_index=True)
+
+
+def run_manifest_or_stop(run_dir, preds: pd.DataFrame) -> pd.DataFrame:
+    """The manifest of a run's dataset, with every item the run predicted (see above)."""
+    spec = dataset_spec(rundir.read_config(run_dir))
+    return with_predicted_items(manifest_or_stop(spec, f"the run {Path(run_dir).name}"), preds)
 
 
 def dataset_picker() -> tuple[str, SourceSpec]:
