@@ -35,9 +35,18 @@ def cache_key(rows: pd.DataFrame, size: int, pad_mode: str, fit: str, channels: 
     return digest.hexdigest()
 
 
+class UnreadableImage(OSError):
+    """An image that passed the header scan but cannot be decoded; the message names the file."""
+
+
 def _prepare_one(row, size: int, pad_mode: str, fit: str, channels: int) -> np.ndarray:
     split = row.split if isinstance(row.split, str) else None
-    arr = prepare(load_item(row.path, int(row.index), split), size, pad_mode, fit)
+    try:
+        arr = prepare(load_item(row.path, int(row.index), split), size, pad_mode, fit)
+    except OSError as exc:
+        raise UnreadableImage(f"{row.path} cannot be decoded ({exc}). Open the dataset on the Dataset page "
+                              "(or run `python -m core scan`): verification marks such files, and "
+                              "training then leaves them out.") from exc
     if channels == 3:
         return as_rgb(arr)
     return arr[:, :, None] if arr.ndim == 2 else arr.mean(axis=2, keepdims=True).astype(np.uint8)

@@ -77,7 +77,7 @@ def compute_features(run_dir: Path, progress=None, batch_size: int = 256) -> tup
     from core.train import load_data, load_run_model
 
     model, ckpt = load_run_model(run_dir)
-    data = load_data(ckpt["config"])
+    data = load_data(ckpt["config"], splits=rundir.read_splits(run_dir))
     mean = torch.tensor(ckpt["norm"]["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(ckpt["norm"]["std"]).view(1, -1, 1, 1)
     out, n = [], len(data.items)

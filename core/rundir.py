@@ -1,6 +1,7 @@
 """The run directory: the contract between a training job and every page that reads it.
 
-    config.json, status.json, metrics.jsonl, checkpoints/{last,best}.pt, predictions.parquet, log.txt
+    config.json, status.json, splits.csv, metrics.jsonl, checkpoints/{last,best}.pt,
+    predictions.parquet, log.txt
 
 Every write is atomic (temporary file, then rename) so a reader never sees half a file and a
 killed job never leaves a corrupt one.
@@ -82,6 +83,23 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
         except json.JSONDecodeError:
             continue
     return pd.DataFrame(rows)
+
+
+def read_splits(run_dir: Path) -> pd.Series | None:
+    """Item id -> split as the run first drew it (splits.csv; for older runs, their predictions),
+    or None before the run has started: a resume or a later look must never draw them again, or
+    items added to the dataset since would move test images into training."""
+    for path, reader in ((Path(run_dir) / "splits.csv", pd.read_csv),
+                         (predictions_path(run_dir), pd.read_parquet)):
+        if path.exists():
+            table = reader(path)
+            return table.drop_duplicates("item_id").set_index("item_id")["split"]
+    return None
+
+
+def write_splits(run_dir: Path, items: pd.DataFrame) -> None:
+    workspace.atomic_write_bytes(Path(run_dir) / "splits.csv",
+                                 items.rename(columns={"id": "item_id"})[["item_id", "split"]].to_csv(index=False).encode())
 
 
 def write_metrics(run_dir: Path, history: list[dict]) -> None:

@@ -66,26 +66,48 @@ class Data:
 # ---------------------------------------------------------------- data
 
 
-def load_data(config: dict, progress: Callable[[int, int], None] | None = None) -> Data:
-    """Scan the source, split it, and decode + preprocess every usable image once (cached)."""
+def load_data(config: dict, progress: Callable[[int, int], None] | None = None,
+              splits: pd.Series | None = None) -> Data:
+    """Scan the source, split it, and decode + preprocess every usable image once (cached).
+
+    `splits` (item id -> split, see rundir.read_splits) keeps every item where its run first put
+    it; items added to the dataset since are left out of that run."""
     manifest = scan(dataset_spec(config))
-    rows = manifest[usable(manifest)].reset_index(drop=True)
-    classes = sorted(rows["label"].unique().tolist())
-    if len(classes) < 2:
-        raise ConfigError(f"Training needs at least two classes with usable images; found {classes}.")
-    split_cfg = config["split"]
-    split = assign_splits(rows, ratios=split_cfg["ratios"], seed=split_cfg["seed"],
-                          group_column="group" if split_cfg.get("grouped", True) else None)
-    rows = rows.assign(split=split.to_numpy())
-    for needed in ("train", "val"):
-        if not (rows["split"] == needed).any():
-            raise ConfigError(f"The split leaves no {needed} images: give {needed} a larger share.")
-    prep = config["preprocess"]
     listed = manifest.loc[usable(manifest)].reset_index(drop=True)  # original splits locate npz rows
+    rows = listed.copy()
+    split_cfg = config["split"]
+    if splits is None:
+        rows["split"] = assign_splits(rows, ratios=split_cfg["ratios"], seed=split_cfg["seed"],
+                                      group_column="group" if split_cfg.get("grouped", True) else None).to_numpy()
+    else:
+        rows["split"] = rows["id"].map(splits)
+        known = rows["split"].notna().to_numpy()
+        rows, listed = rows[known].reset_index(drop=True), listed[known].reset_index(drop=True)
+    _check_splits(rows, predefined=bool(listed["split"].notna().any()) and splits is None)
+    classes = sorted(rows["label"].unique().tolist())
+    prep = config["preprocess"]
     array = prepared_array(listed, prep["size"], prep["pad_mode"], prep["fit"], progress)
     labels = torch.as_tensor(rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(), dtype=torch.long)
     items = rows[["id", "split", "label", "group", "path", "index"]].copy()
     return Data(array, labels, items, classes)
+
+
+def _check_splits(rows: pd.DataFrame, predefined: bool) -> None:
+    """Refuse, with the way out, what would train on nothing or make validation meaningless."""
+    classes = sorted(rows["label"].unique().tolist())
+    if len(classes) < 2:
+        raise ConfigError(f"Training needs at least two classes with usable images; found {classes}.")
+    for needed in ("train", "val"):
+        present = set(rows.loc[rows["split"] == needed, "label"])
+        if not present:
+            raise ConfigError(f"The dataset's own splits have no {needed} images: add a {needed} folder or "
+                              f"split values." if predefined else
+                              f"The split leaves no {needed} images: give {needed} a larger share.")
+        missing = [c for c in classes if c not in present]
+        if missing:
+            raise ConfigError(f"No {needed} image of class {', '.join(missing)}: "
+                              + ("the dataset's own splits lack it." if predefined else
+                                 f"give {needed} a larger share, change the split seed or turn off grouping."))
 
 
 def channel_stats(data: Data, idx: np.ndarray, sample: int = 2048) -> tuple[list, list]:
@@ -415,8 +437,11 @@ def run(config: dict, run_dir: Path, resume: bool = False,
            started=time.time(), device=str(device), epochs=config["epochs"], epoch=0, progress=0.0)
     if not lead:
         _barrier(world)  # the first process fills the image cache; the others then read it
-    data = load_data(config, progress=lambda d, t: status(message=f"preparing images: {d}/{t}"))
+    data = load_data(config, progress=lambda d, t: status(message=f"preparing images: {d}/{t}"),
+                     splits=rundir.read_splits(run_dir))
     if lead:
+        if not (run_dir / "splits.csv").exists():
+            rundir.write_splits(run_dir, data.items)
         _barrier(world)
     train_idx, val_idx = data.indices("train"), data.indices("val")
     in_channels = data.channels
@@ -487,9 +512,11 @@ def run(config: dict, run_dir: Path, resume: bool = False,
                      "epoch": epoch, "config": config, "classes": data.classes, "in_channels": in_channels,
                      "norm": {"mean": mean, "std": std}, "history": history, "best": best,
                      "since_best": since_best, "generator": gen.get_state()}
-            save_checkpoint(last, state)
+            # best.pt first: last.pt records this epoch as the best, so a kill between the two writes
+            # must not leave a last.pt that points at a best.pt never written (resume would not redo it)
             if improved:
                 save_checkpoint(rundir.checkpoint_path(run_dir, "best"), state)
+            save_checkpoint(last, state)
             rundir.write_metrics(run_dir, history)
             status(epoch=epoch, progress=epoch / config["epochs"], message=f"epoch {epoch} done")
             print(f"[lumen] epoch {epoch}/{config['epochs']} train loss {stats['train_loss']:.4f} "

@@ -174,3 +174,60 @@ def test_batches_come_from_the_memory_mapped_cache_channels_last():
     assert batch.shape == (3, data.channels, *data.pixels.shape[1:3]) and batch.dtype == torch.uint8
     assert batch.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(batch[1], torch.from_numpy(np.array(data.pixels[0])).permute(2, 0, 1))
+
+
+def _folder_copy(tmp_path, per_class: int) -> "Path":
+    import shutil
+
+    images = ROOT / "assets" / "demo" / "glomeruli" / "images"
+    folder = tmp_path / "images"
+    for cls in ("GS", "nonGS"):
+        (folder / cls).mkdir(parents=True, exist_ok=True)
+        for path in sorted((images / cls).glob("*.jpg"))[:per_class]:
+            shutil.copy(path, folder / cls / path.name)
+    return folder
+
+
+def test_a_run_keeps_its_splits_when_images_are_added(tmp_path):
+    """Resuming (or looking at) a run must not draw the split again: added images would move
+    test items into training."""
+    import shutil
+
+    folder = _folder_copy(tmp_path, 30)
+    config = tiny_config(dataset={"name": "copy", "source": {"path": str(folder), "kind": "folder"}}, epochs=1)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    train.run(config, run_dir)
+    first = rundir.read_splits(run_dir)
+    assert len(first) == 60 and (run_dir / "splits.csv").exists()
+    for path in sorted((ROOT / "assets" / "demo" / "glomeruli" / "images" / "nonGS").glob("*.jpg"))[30:60]:
+        shutil.copy(path, folder / "nonGS" / path.name)
+    redrawn = train.load_data(config).items.set_index("id")["split"]
+    assert (redrawn.reindex(first.index) != first).any()  # drawing again would move items
+    kept = train.load_data(config, splits=first).items.set_index("id")["split"]
+    assert kept.sort_index().equals(first.sort_index())  # the new images stay out of this run
+
+
+def test_a_class_missing_from_validation_is_refused_with_the_way_out(tmp_path):
+    """A class without validation images would make val AUC undefined and early stopping blind."""
+    import shutil
+
+    folder = _folder_copy(tmp_path, 12)
+    (folder / "train").mkdir()
+    for cls in ("GS", "nonGS"):
+        shutil.move(folder / cls, folder / "train" / cls)
+    (folder / "val" / "nonGS").mkdir(parents=True)
+    for path in sorted((folder / "train" / "nonGS").glob("*.jpg"))[:3]:
+        shutil.move(path, folder / "val" / "nonGS" / path.name)
+    config = tiny_config(dataset={"name": "copy", "source": {"path": str(folder), "kind": "folder"}})
+    with pytest.raises(ConfigError, match="No val image of class GS: the dataset's own splits lack it"):
+        train.load_data(config)
+
+
+def test_an_image_that_cannot_be_decoded_is_named(tmp_path):
+    folder = _folder_copy(tmp_path, 10)
+    victim = sorted((folder / "GS").glob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[:3000])  # the header survives, the pixels do not
+    config = tiny_config(dataset={"name": "copy", "source": {"path": str(folder), "kind": "folder"}})
+    with pytest.raises(OSError, match=victim.name):
+        train.load_data(config)
