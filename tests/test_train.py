@@ -176,7 +176,7 @@ def test_batches_come_from_the_memory_mapped_cache_channels_last():
     assert torch.equal(batch[1], torch.from_numpy(np.array(data.pixels[0])).permute(2, 0, 1))
 
 
-def _folder_copy(tmp_path, per_class: int) -> "Path":
+def _folder_copy(tmp_path, per_class: int):
     import shutil
 
     images = ROOT / "assets" / "demo" / "glomeruli" / "images"
