@@ -90,9 +90,21 @@ def _positive_int(value, field: str) -> None:
              f"{field} must be a whole number above 0, not {value!r}.")
 
 
+def _whole(value, field: str) -> None:
+    _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+             f"{field} must be a whole number, 0 or more, not {value!r}.")
+
+
+def _numbers(fields: dict) -> None:
+    """Every value a number (JSON written by hand often quotes one), before any comparison."""
+    for field, value in fields.items():
+        _require(isinstance(value, (int, float)) and not isinstance(value, bool),
+                 f"{field} must be a number, not {value!r}.")
+
+
 def validate(config: dict) -> None:
     """Raise ConfigError for the first thing that would make the run fail."""
-    from core.models import MODELS  # models import torch; keep config checks importable alone
+    from core.models import MODELS, min_input_size  # models import torch; config checks import alone
 
     _require(bool((config["dataset"].get("source") or {}).get("path")),
              "dataset.source.path is missing: choose a dataset.")
@@ -103,15 +115,25 @@ def validate(config: dict) -> None:
     _positive_int(config["epochs"], "epochs")
     _positive_int(config["batch_size"], "batch_size")
     _positive_int(config["repeats"], "repeats")
+    _positive_int(config["early_stopping"]["patience"], "early_stopping.patience")
+    _whole(config["seed"], "seed")
+    _whole(config["split"]["seed"], "split.seed")
+    opt, aug = config["optimiser"], config["augment"]
+    _numbers({"optimiser.lr": opt["lr"], "optimiser.weight_decay": opt["weight_decay"],
+              "optimiser.momentum": opt["momentum"], "augment.shift": aug["shift"],
+              "augment.rotation": aug["rotation"], "augment.color_jitter": aug["color_jitter"],
+              **{f"split.ratios[{i}]": r for i, r in enumerate(config["split"]["ratios"])}})
     ratios = config["split"]["ratios"]
     _require(len(ratios) == 3 and all(r >= 0 for r in ratios) and ratios[0] > 0,
              "split.ratios must be three non-negative shares (train, val, test) with train above 0.")
     prep = config["preprocess"]
     try:
         check_options(prep["size"], prep["pad_mode"], prep["fit"])
+        smallest = min_input_size(model, config["model"].get("options"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    opt = config["optimiser"]
+    _require(prep["size"] >= smallest, f"{model} needs images of at least {smallest} px; "
+                                       f"preprocess.size is {prep['size']}.")
     _require(opt["name"] in OPTIMISERS, f"Unknown optimiser '{opt['name']}': use one of {', '.join(OPTIMISERS)}.")
     _require(opt["lr"] > 0, f"The learning rate must be above 0, not {opt['lr']}.")
     _require(opt["weight_decay"] >= 0, "weight_decay must not be negative.")
@@ -122,7 +144,6 @@ def validate(config: dict) -> None:
     _require(config["early_stopping"]["metric"] in STOP_METRICS,
              f"Unknown early-stopping metric: use one of {', '.join(STOP_METRICS)}.")
     _require(config["device"] in DEVICES, f"Unknown device '{config['device']}': use one of {', '.join(DEVICES)}.")
-    aug = config["augment"]
     _require(0 <= aug["shift"] < 0.5, "augment.shift is a fraction of the image size between 0 and 0.5.")
     _require(0 <= aug["rotation"] <= 180, "augment.rotation is in degrees, between 0 and 180.")
     _require(0 <= aug["color_jitter"] < 1, "augment.color_jitter is a strength between 0 and 1.")

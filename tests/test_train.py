@@ -60,6 +60,12 @@ def test_grouped_split_keeps_slides_apart(tmp_path):
     ({"batch_size": 0}, "batch_size must be a whole number above 0"),
     ({"dataset": {"name": "gone", "source": {"path": "/no/such/labels.csv"}}}, "does not exist"),
     ({"optimiser": {"lr": -1}}, "learning rate must be above 0"),
+    ({"optimiser": {"lr": "0.001"}}, "optimiser.lr must be a number"),
+    ({"augment": {"shift": None}}, "augment.shift must be a number"),
+    ({"early_stopping": {"patience": "5"}}, "patience must be a whole number above 0"),
+    ({"early_stopping": {"patience": 0}}, "patience must be a whole number above 0"),
+    ({"seed": -1}, "seed must be a whole number"),
+    ({"preprocess": {"size": 8}}, "simple_cnn needs images of at least 16 px"),
 ])
 def test_broken_configs_are_refused(override, message):
     with pytest.raises(ConfigError, match=message):
