@@ -184,10 +184,11 @@ def list_runs() -> pd.DataFrame:
 def eta_seconds(current: dict, now: float | None = None) -> float | None:
     """Time left from the share done so far; None before there is anything to go on."""
     progress, started = current.get("progress") or 0.0, current.get("started")
-    if current.get("state") != "running" or not started or progress <= 0.01:
+    done = progress - (current.get("progress_at_start") or 0.0)  # since this process started (resumes)
+    if current.get("state") != "running" or not started or done <= 0.01:
         return None
     elapsed = (now or time.time()) - started
-    return elapsed * (1 - progress) / progress
+    return elapsed * (1 - progress) / done
 
 
 def compare(run_dirs: list[Path]) -> pd.DataFrame:

@@ -434,7 +434,8 @@ def run(config: dict, run_dir: Path, resume: bool = False,
     status = (lambda **f: rundir.write_status(run_dir, **f)) if lead else (lambda **f: None)
     torch.manual_seed(config["seed"] + rank)
     status(state="running", message="decoding and preprocessing images (cached after the first run)",
-           started=time.time(), device=str(device), epochs=config["epochs"], epoch=0, progress=0.0)
+           started=time.time(), device=str(device), epochs=config["epochs"], epoch=0, progress=0.0,
+           progress_at_start=0.0)
     if not lead:
         _barrier(world)  # the first process fills the image cache; the others then read it
     data = load_data(config, progress=lambda d, t: status(message=f"preparing images: {d}/{t}"),
@@ -469,6 +470,9 @@ def run(config: dict, run_dir: Path, resume: bool = False,
         history, best, since_best = ckpt["history"], ckpt["best"], ckpt["since_best"]
         gen.set_state(ckpt["generator"])
         start_epoch = ckpt["epoch"] + 1
+        # time left is judged on the epochs this process trains, not on those done before the resume
+        status(epoch=ckpt["epoch"], progress=ckpt["epoch"] / config["epochs"],
+               progress_at_start=ckpt["epoch"] / config["epochs"])
         if lead:
             rundir.write_metrics(run_dir, history)  # drop any line written after the checkpoint
     if world > 1:

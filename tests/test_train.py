@@ -237,3 +237,11 @@ def test_an_image_that_cannot_be_decoded_is_named(tmp_path):
     config = tiny_config(dataset={"name": "copy", "source": {"path": str(folder), "kind": "folder"}})
     with pytest.raises(OSError, match=victim.name):
         train.load_data(config)
+
+
+def test_time_left_after_a_resume_counts_only_the_epochs_trained_since():
+    # resumed at 10 of 20 epochs, one minute ago, now at 11 of 20: about nine minutes are left
+    current = {"state": "running", "started": 1000.0, "progress": 0.55, "progress_at_start": 0.5}
+    assert runs.eta_seconds(current, now=1060.0) == pytest.approx(60 * 0.45 / 0.05)
+    fresh = {"state": "running", "started": 1000.0, "progress": 0.25}
+    assert runs.eta_seconds(fresh, now=1060.0) == pytest.approx(180.0)
