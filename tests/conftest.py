@@ -53,7 +53,8 @@ def write_mode_zoo(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def train_tiny_run(home: Path, name: str = "tiny", spec=None, epochs: int = 1, dataset_name: str = "g") -> Path:
+def train_tiny_run(home: Path, name: str = "tiny", spec=None, epochs: int = 1, dataset_name: str = "g",
+                   split: dict | None = None) -> Path:
     """A real run at 32 px on a demo dataset (default: the glomeruli), trained in this process
     into ``home``/runs/``name``; analysis tests need real predictions and checkpoints."""
     import json
@@ -66,7 +67,8 @@ def train_tiny_run(home: Path, name: str = "tiny", spec=None, epochs: int = 1, d
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LUMEN_HOME", str(home))
         config = make_config({"dataset": {"name": dataset_name, "source": spec.to_dict()},
-                              "preprocess": {"size": 32}, "epochs": epochs, "batch_size": 64})
+                              "preprocess": {"size": 32}, "epochs": epochs, "batch_size": 64,
+                              **({"split": split} if split else {})})
         run_dir = home / "runs" / name
         run_dir.mkdir(parents=True)
         rundir.config_path(run_dir).write_text(json.dumps(config))

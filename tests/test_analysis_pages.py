@@ -52,3 +52,15 @@ def test_embeddings_of_an_untrained_backbone_need_no_run(home, monkeypatch):
     at.selectbox(key="emb_bb_method").select("pca").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("300 images through an untrained simple_cnn" in c.value for c in at.caption)
+
+
+def test_side_by_side_needs_a_test_split(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    train_tiny_run(home, "no-test", split={"ratios": [0.8, 0.2, 0.0], "seed": 0, "grouped": True})
+    at = open_page("pages/embeddings.py", home, monkeypatch, "no-test")
+    at.selectbox(key="emb_method").select("pca").run()
+    assert at.toggle(key="emb_side").disabled
+    at.session_state["emb_side"] = True  # left on from a run that had a test split
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("plotly_chart")) == 1  # one map of the splits there are, no empty test panel
