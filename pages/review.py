@@ -31,21 +31,30 @@ def _store(url: str) -> annotations.Store:
     return annotations.open_store(url)
 
 
-def _filters(queue: pd.DataFrame, mine: pd.DataFrame, reader: str, tagged: set[str]) -> pd.DataFrame:
+def _filters(queue: pd.DataFrame, mine: pd.DataFrame, reader: str, tagged: set[str], blind: bool) -> pd.DataFrame:
+    """The queue as filtered and sorted; in blind mode nothing that reveals the dataset label or the
+    model (its filters, its confidence, an error-first order) shapes the queue, which runs in id order."""
     with st.expander("Filter and sort", expanded=True):
+        if blind:
+            st.caption("Blind mode: the label, prediction, outcome and confidence filters are off, and items "
+                       "come in id order, so the queue itself does not hint at the answer.")
         c = st.columns(6)
         split = c[0].multiselect("Split", sorted(queue["split"].unique()), default=["test"] if (
             queue["split"] == "test").any() else None, key="rv_split")
-        truth = c[1].multiselect("True label", sorted(queue["label"].unique()), key="rv_truth")
-        predicted = c[2].multiselect("Predicted", sorted(queue["predicted"].unique()), key="rv_pred")
-        outcome = c[3].multiselect("Outcome", sorted(queue["outcome"].unique()), key="rv_outcome")
+        truth = c[1].multiselect("True label", sorted(queue["label"].unique()), key="rv_truth", disabled=blind)
+        predicted = c[2].multiselect("Predicted", sorted(queue["predicted"].unique()), key="rv_pred",
+                                     disabled=blind)
+        outcome = c[3].multiselect("Outcome", sorted(queue["outcome"].unique()), key="rv_outcome", disabled=blind)
         groups = sorted(queue["group"].dropna().unique())
         group = c[4].multiselect("Group", groups, key="rv_group", disabled=not groups)
         status = c[5].selectbox("Review status", ["all", "not yet labelled by me", "labelled by me",
                                                   "tagged to review"], key="rv_status")
         c = st.columns([2, 2, 2])
-        low, high = c[0].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.01, key="rv_conf")
-        how = c[1].selectbox("Sort", list(SORTS), format_func=lambda s: f"{s}: {SORTS[s]}", key="rv_sort")
+        low, high = c[0].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.01, key="rv_conf", disabled=blind)
+        how = c[1].selectbox("Sort", list(SORTS), format_func=lambda s: f"{s}: {SORTS[s]}", key="rv_sort",
+                             disabled=blind)
+    if blind:
+        truth, predicted, outcome, (low, high), how = [], [], [], (0.0, 1.0), "item"
     keep = queue["confidence"].between(low, high)
     for column, chosen in (("split", split), ("label", truth), ("predicted", predicted), ("outcome", outcome),
                            ("group", group)):
@@ -120,7 +129,8 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
     nav = st.columns([1, 4, 1])
     nav[0].button("Previous", icon=":material/arrow_back:", on_click=_move, args=(-1, total), key="rv_prev",
                   width="stretch")
-    nav[1].markdown(f"**{position + 1} of {total:,}** · `{item['item_id']}` · {item['split']}"
+    shown_id = item["item_id"].rsplit("/", 1)[-1] if blind else item["item_id"]  # class folders name the label
+    nav[1].markdown(f"**{position + 1} of {total:,}** · `{shown_id}` · {item['split']}"
                     + ("" if blind else f" · dataset label **{item['label']}** · model **{item['predicted']}** "
                        f"({item['confidence']:.2f}, {item['outcome']})")
                     + (f" · your label: **{current['label']}**" if current.get("label") else ""))
@@ -233,7 +243,7 @@ with browse:
     mine = store.current(key, reader) if reader else pd.DataFrame(columns=["item_id", "label"])
     everyone = store.current(key)
     tagged = set(everyone.loc[everyone["status"] == "to review", "item_id"])
-    rows = _filters(queue, mine, reader, tagged)
+    rows = _filters(queue, mine, reader, tagged, blind)
     if rows.empty:
         st.info("No item matches these filters.")
     else:

@@ -76,10 +76,15 @@ def test_two_readers_agreement_and_corrected_labels(at, trained):
     assert (relabelled["label"] == "GS").sum() >= 60  # majority GS on the odd items adds GS labels
 
 
-def test_blind_mode_hides_the_model(at):
+def test_blind_mode_hides_the_model(at, trained):
+    at.selectbox(key="rv_sort").select("likely label error").run()
     at.sidebar.toggle(key="rv_blind").set_value(True).run()
     line = _position(at)
-    assert "model" not in line and "dataset label" not in line
+    assert "model" not in line and "dataset label" not in line and "GS/" not in line  # no class folder either
+    assert all(at.multiselect(key=k).disabled for k in ("rv_truth", "rv_pred", "rv_outcome"))
+    test_ids = sorted(pd.read_parquet(trained / "runs" / "tiny" / "predictions.parquet").query(
+        "split == 'test'")["item_id"])
+    assert test_ids[0].rsplit("/", 1)[-1] in line  # id order, not mistakes first
 
 
 def test_blind_mode_hides_other_readers_in_the_audit_trail(at, trained):
