@@ -451,20 +451,25 @@ def _export_table(store: Store, dataset: str | None) -> pd.DataFrame:
     return table[["dataset", "item_id", "reader", *FIELDS, "updated"]]
 
 
-def export_annotations(store: Store, dataset: str | None, path: str | Path, format: str = "csv") -> int:
-    """Write current values per (dataset, item, reader) as CSV or JSON; dataset None: all. Returns rows."""
+def annotations_bytes(store: Store, dataset: str | None, format: str = "csv") -> tuple[bytes, int]:
+    """Current values per (dataset, item, reader) as CSV or JSON bytes, and the row count; dataset
+    None: all. In memory, so two sessions downloading at once never share a file."""
     if format not in ("csv", "json"):
         raise AnnotationError(f"Unknown export format '{format}': use csv or json.")
     table = _export_table(store, dataset)
     table["updated"] = [t.isoformat() for t in table["updated"]]
     if format == "csv":
         table["flags"] = table["flags"].map(as_text)
-        data = table.to_csv(index=False).encode()
-    else:
-        records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
-        data = json.dumps(records, indent=2, ensure_ascii=False, default=int).encode()
+        return table.to_csv(index=False).encode(), len(table)
+    records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+    return json.dumps(records, indent=2, ensure_ascii=False, default=int).encode(), len(table)
+
+
+def export_annotations(store: Store, dataset: str | None, path: str | Path, format: str = "csv") -> int:
+    """Write the annotations (see annotations_bytes) to `path`, atomically; returns the rows written."""
+    data, rows = annotations_bytes(store, dataset, format)
     workspace.atomic_write_bytes(Path(path), data)
-    return len(table)
+    return rows
 
 
 def majority_labels(labels: pd.DataFrame) -> pd.Series:

@@ -66,8 +66,11 @@ def write_sbatch(run_dir: Path, *, partition: str | None = None, gpus: int = 1, 
     run_dir = Path(run_dir).resolve()
     if not rundir.config_path(run_dir).exists():
         raise SlurmError(f"{run_dir} has no config.json: create the run first (python -m core slurm --config ...).")
-    if rundir.read_status(run_dir).get("state") == "running":  # two trainers must never share a run directory
-        raise SlurmError(f"{run_dir.name} is running; cancel it before writing a job for it.")
+    current = rundir.read_status(run_dir)
+    state = current.get("state")
+    started = current.get("pid") or current.get("slurm_job_id")  # queued behind a local run, or submitted
+    if state == "running" or (state == "queued" and started):  # two trainers must never share a run directory
+        raise SlurmError(f"{run_dir.name} is {state}; cancel it before writing a job for it.")
     threads = max(1, cpus // max(gpus, 1))
     lines = ["#!/bin/bash", *_directives(run_dir, partition, gpus, cpus, mem, time, account, nodes), *extra_lines,
              "",

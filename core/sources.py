@@ -197,6 +197,8 @@ def _list_csv(spec: SourceSpec) -> pd.DataFrame:
     split_col = _pick_column(columns, spec.split_column, (), "split", csv_path, False)
     mask_col = _pick_column(columns, spec.mask_column, (), "mask", csv_path, False)
 
+    if table.empty:
+        return pd.DataFrame(columns=LIST_COLUMNS)  # list_items says the source holds no images
     base = csv_path.parent
     rel = table[path_col].str.strip()
     paths = [_with_image_suffix((base / p).resolve()) if p else None for p in rel]

@@ -183,13 +183,16 @@ def _export_section(manifest: pd.DataFrame, dataset: str, size: int) -> None:
         if FLASH_KEY in st.session_state:
             st.success(st.session_state.pop(FLASH_KEY))
         columns = st.columns([3, 1, 1, 1])
-        default_dir = workspace.home() / "exports" / safe_name(dataset)
-        out_dir = columns[0].text_input("Output folder", str(default_dir), key=_key(dataset, "out"))
         settings = {
             "pad_mode": columns[1].selectbox("Pad mode", preprocess.PAD_MODES, key="padding_export_pad"),
             "fit": columns[2].selectbox("Fit", preprocess.FIT_MODES, key="padding_export_fit"),
             "size": int(columns[3].number_input("Size", preprocess.MIN_SIZE, preprocess.MAX_SIZE, size)),
         }
+        # One folder per setting: an export at 128 px must not replace one at 64 px that may already be
+        # a dataset with runs trained on it.
+        label = f"{settings['size']}px-{settings['fit']}-{settings['pad_mode']}"
+        default_dir = workspace.home() / "exports" / safe_name(dataset) / label
+        out_dir = columns[0].text_input("Output folder", str(default_dir), key=_key(dataset, f"out_{label}"))
         if st.button("Export", type="primary", icon=":material/file_export:"):
             _run_export(manifest, dataset, out_dir, settings)
         export = st.session_state.get(EXPORT_KEY)

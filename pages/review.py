@@ -9,7 +9,7 @@ import streamlit as st
 from core import annotations, embeddings, evaluation, registry, rundir, workspace
 from core.runconfig import dataset_spec
 from core.export import safe_name
-from core.sources import SourceSpec
+from core.sources import SourceError, SourceSpec
 from ui.cam_view import cam_for_item, readable_pixels
 from ui.gallery import image_grid
 from ui.hotkeys import enable_hotkeys, label_shortcut
@@ -193,17 +193,17 @@ def _agreement(store, key, queue, reader, role, classes) -> None:
         c = st.columns([3, 2, 1])
         item = c[0].selectbox("Item", queue_table["item_id"], key="rv_adj_item")
         final = c[1].selectbox("Final label", [*classes, *annotations.SPECIAL_LABELS], key="rv_adj_label")
-        if c[2].button("Adjudicate", key="rv_adj_go"):
-            store.adjudicate(key, item, reader or "admin", final, classes=classes, role=role)
+        if c[2].button("Adjudicate", key="rv_adj_go", disabled=not reader,
+                       help=None if reader else "Type your name in the sidebar first: it is recorded."):
+            store.adjudicate(key, item, reader, final, classes=classes, role=role)
             st.rerun()
 
 
 def _export(store, key, manifest, dataset_name) -> None:
     c = st.columns(2)
     for col, fmt in zip(c, ("csv", "json")):
-        path = workspace.home() / "exports" / f"annotations.{fmt}"
-        annotations.export_annotations(store, key, path, fmt)
-        col.download_button(f"Annotations ({fmt.upper()})", path.read_bytes(), file_name=path.name,
+        data, _ = annotations.annotations_bytes(store, key, fmt)
+        col.download_button(f"Annotations ({fmt.upper()})", data, file_name=f"annotations-{safe_name(dataset_name)}.{fmt}",
                             key=f"rv_dl_{fmt}")
     st.markdown("**Corrected labels** (adjudicated, else the readers' majority, else the dataset label)")
     if st.button("Write the corrected-labels CSV and add it as a dataset", key="rv_corrected"):
@@ -215,8 +215,12 @@ def _export(store, key, manifest, dataset_name) -> None:
             st.error(str(exc))
             return
         name = f"{dataset_name} (corrected)"
-        registry.add_dataset(name, SourceSpec(str(out), kind="csv", label_column="label",
-                                               group_column="group", split_column="split"))
+        try:
+            registry.add_dataset(name, SourceSpec(str(out), kind="csv", label_column="label",
+                                                   group_column="group", split_column="split"))
+        except SourceError as exc:  # every item excluded or uncertain, say
+            st.error(f"Wrote {out}, but it cannot be added as a dataset: {exc}")
+            return
         st.success(f"Wrote {counts['written']:,} items ({counts['changed']:,} relabelled, {counts['excluded']:,} "
                    f"excluded, {counts['uncertain']:,} uncertain left out) to {out}; added as '{name}'.")
         select_dataset_next_run(name)

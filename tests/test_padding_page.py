@@ -84,9 +84,12 @@ def test_a_dataset_of_square_images_says_padding_changes_nothing(page):
 
 
 def set_export(at, folder, size: int) -> None:
-    at.text_input(key=f"padding_out::{BCCD}").set_value(str(folder))
     at.selectbox(key="padding_export_pad").set_value("reflect")
     next(n for n in at.number_input if n.label == "Size").set_value(size)
+    at.run()
+    folder_box = next(t for t in at.text_input if t.label == "Output folder")
+    assert f"{size}px" in folder_box.value  # one default folder per setting: no export replaces another
+    folder_box.set_value(str(folder))
     next(b for b in at.button if b.label == "Export").click()
     at.run()
 

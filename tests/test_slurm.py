@@ -146,3 +146,11 @@ def test_a_running_run_gets_no_second_job(run_dir):
     with pytest.raises(slurm.SlurmError, match="is running; cancel it"):
         slurm.write_sbatch(run_dir)
     assert not (run_dir / "job.sbatch").exists()
+
+
+@pytest.mark.parametrize("started", [{"pid": os.getpid()}, {"slurm_job_id": "4242"}])
+def test_a_run_queued_to_start_gets_no_second_job(run_dir, started):
+    """Queued behind a local run, or already submitted: it will start, so a second job would share its folder."""
+    rundir.write_status(run_dir, state="queued", **started)
+    with pytest.raises(slurm.SlurmError, match="is queued; cancel it"):
+        slurm.write_sbatch(run_dir)

@@ -128,6 +128,12 @@ def test_csv_names_without_their_extension_find_the_image(tmp_path):
     assert "file not found" in manifest.loc["img_003", "problem"]
 
 
+def test_a_csv_with_a_header_and_no_rows_is_refused_plainly(tmp_path):
+    (tmp_path / "list.csv").write_text("path,label\n")
+    with pytest.raises(SourceError, match="holds no images"):
+        list_items(SourceSpec(str(tmp_path / "list.csv")))
+
+
 def test_a_csv_whose_files_are_all_missing_lists_each_one(tmp_path):
     (tmp_path / "list.csv").write_text("path,label\na.png,x\nb.png,y\n")
     manifest = scan(SourceSpec(str(tmp_path / "list.csv")))
