@@ -485,7 +485,7 @@ def majority_labels(labels: pd.DataFrame) -> pd.Series:
 
 def corrected_labels_csv(store: Store, dataset: str, items: pd.DataFrame, path: str | Path,
                          policy: tuple[str, ...] = DEFAULT_POLICY) -> dict:
-    """Write a CSV source (path,label,original_label,source,group,split) with the corrected labels.
+    """Write a CSV source (path,label,original_label,source,group,split,mask_path) with the corrected labels.
 
     ``items`` is a manifest (id, path, label, split, group) or predictions joined with the paths
     (item_id, path, ...). For each item the first of ``policy`` that gives a label wins: "adjudicated"
@@ -510,9 +510,13 @@ def corrected_labels_csv(store: Store, dataset: str, items: pd.DataFrame, path: 
         found = candidates[name].reindex(items.index)
         fill = label.isna() & found.notna()
         label.loc[fill], source.loc[fill] = found[fill], name
+    masks = items["mask_path"] if "mask_path" in items else pd.Series(None, index=items.index, dtype=object)
     table = pd.DataFrame({"path": [_csv_path(p, Path(path)) for p in items["path"]], "label": label,
                           "original_label": items["label"], "source": source,
-                          "group": items.get("group"), "split": items.get("split")})
+                          "group": items.get("group"), "split": items.get("split"),
+                          # masks travel with their images, so Grad-CAM's mask energy still works
+                          "mask_path": [_csv_path(m, Path(path)) if isinstance(m, str) and m else None
+                                        for m in masks]})
     keep = label.notna() & ~label.isin(SPECIAL_LABELS)
     workspace.atomic_write_bytes(Path(path), table[keep].to_csv(index=False).encode())
     return {"path": str(path), "written": int(keep.sum()), "excluded": int((label == "exclude").sum()),

@@ -216,8 +216,8 @@ def _export(store, key, manifest, dataset_name) -> None:
             return
         name = f"{dataset_name} (corrected)"
         try:
-            registry.add_dataset(name, SourceSpec(str(out), kind="csv", label_column="label",
-                                                   group_column="group", split_column="split"))
+            registry.add_dataset(name, SourceSpec(str(out), kind="csv", label_column="label", group_column="group",
+                                                   split_column="split", mask_column="mask_path"))
         except SourceError as exc:  # every item excluded or uncertain, say
             st.error(f"Wrote {out}, but it cannot be added as a dataset: {exc}")
             return

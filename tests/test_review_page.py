@@ -72,6 +72,7 @@ def test_two_readers_agreement_and_corrected_labels(at, trained):
     assert name in registry.list_datasets()
     corrected = scan(registry.list_datasets()[name])
     assert len(corrected) == 300
+    assert corrected["mask_path"].notna().all()  # the glomeruli masks come along, for Grad-CAM's mask energy
     relabelled = corrected.set_index("id")
     assert (relabelled["label"] == "GS").sum() >= 60  # majority GS on the odd items adds GS labels
 
