@@ -144,6 +144,11 @@ def reconcile(run_dir: Path, current: dict) -> dict:
 def cancel(run_dir: Path, current: dict) -> bool:
     """scancel the run's job (never a local kill: its pid belongs to a compute node); True when done."""
     job_id = current.get("slurm_job_id")
+    if current.get("state") == "queued" and not job_id:  # written, never submitted from here
+        rundir.write_status(run_dir, state="cancelled", finished=time.time(),
+                            message="withdrawn before any job started; if you submitted job.sbatch by hand, "
+                                    "scancel that job on the cluster too")
+        return True
     if current.get("state") not in rundir.ACTIVE or not job_id or shutil.which("scancel") is None:
         return False
     if subprocess.run(["scancel", str(job_id)], capture_output=True, timeout=30).returncode != 0:

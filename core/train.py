@@ -433,7 +433,8 @@ def run(config: dict, run_dir: Path, resume: bool = False,
     lead = rank == 0
     status = (lambda **f: rundir.write_status(run_dir, **f)) if lead else (lambda **f: None)
     torch.manual_seed(config["seed"] + rank)
-    status(state="running", message="decoding and preprocessing images (cached after the first run)",
+    on_slurm = {"slurm_job_id": os.environ["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in os.environ else {}
+    status(state="running", message="decoding and preprocessing images (cached after the first run)", **on_slurm,
            started=time.time(), device=str(device), epochs=config["epochs"], epoch=0, progress=0.0,
            progress_at_start=0.0)
     if not lead:

@@ -154,3 +154,10 @@ def test_a_run_queued_to_start_gets_no_second_job(run_dir, started):
     rundir.write_status(run_dir, state="queued", **started)
     with pytest.raises(slurm.SlurmError, match="is queued; cancel it"):
         slurm.write_sbatch(run_dir)
+
+
+def test_a_job_script_never_submitted_from_here_can_be_withdrawn(run_dir):
+    """sbatch was not on this machine: the run must not stay 'queued' for ever, blocking resume and delete."""
+    slurm.write_sbatch(run_dir)
+    assert runs.cancel(run_dir)
+    assert rundir.read_status(run_dir)["state"] == "cancelled"
