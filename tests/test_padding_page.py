@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import registry
@@ -111,6 +112,12 @@ def test_export_through_the_page_writes_a_csv_and_registers_it(page, tmp_path):
     assert "bccd 32" in registry.list_datasets()
     assert any("Added the dataset" in s.value for s in page.success)
     assert page.session_state["dataset"] == "bccd 32"  # the new dataset is the one shown now
+    page.session_state["dataset"] = BCCD
+    page.run()
+    set_export(page, out, 64)  # the same folder again: it is a dataset now, so it is refused
+    assert any("holds the dataset 'bccd 32'" in e.value for e in page.error)
+    first = out / pd.read_csv(out / "labels.csv")["path"].iloc[0]
+    assert Image.open(first).size == (32, 32)  # its images were not replaced by 64 px ones
 
 
 def test_export_into_a_foreign_folder_shows_an_error_not_a_traceback(page, tmp_path):
