@@ -18,7 +18,7 @@ from typing import Callable
 import pandas as pd
 from PIL import Image
 
-from core import workspace
+from core import registry, workspace
 from core.images import load_item
 from core.preprocess import check_options, prepare
 from core.scanning import usable
@@ -50,9 +50,14 @@ def safe_name(text: str, limit: int = 120) -> str:
 
 
 def _claim_folder(out_dir: Path, settings: dict) -> None:
-    """Refuse a non-empty folder Lumen did not write; otherwise mark it as a Lumen export."""
+    """Refuse a non-empty folder Lumen did not write, or an export registered as a dataset (runs may
+    have been trained on its images); otherwise mark it as a Lumen export."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir} is a file; choose a folder for the export.")
+    owner = next((name for name, spec in registry.list_datasets().items()
+                  if Path(spec.path).resolve() == out_dir / CSV_NAME), None)
+    if owner:
+        raise ExportError(f"{out_dir} holds the dataset '{owner}'; choose another output folder.")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
         raise ExportError(
             f"{out_dir} is not empty and holds no Lumen export; choose an empty or new folder "

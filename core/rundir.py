@@ -85,11 +85,15 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def splits_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "splits.csv"
+
+
 def read_splits(run_dir: Path) -> pd.Series | None:
     """Item id -> split as the run first drew it (splits.csv; for older runs, their predictions),
     or None before the run has started: a resume or a later look must never draw them again, or
     items added to the dataset since would move test images into training."""
-    for path, reader in ((Path(run_dir) / "splits.csv", pd.read_csv),
+    for path, reader in ((splits_path(run_dir), pd.read_csv),
                          (predictions_path(run_dir), pd.read_parquet)):
         if path.exists():
             table = reader(path)
@@ -98,7 +102,7 @@ def read_splits(run_dir: Path) -> pd.Series | None:
 
 
 def write_splits(run_dir: Path, items: pd.DataFrame) -> None:
-    workspace.atomic_write_bytes(Path(run_dir) / "splits.csv",
+    workspace.atomic_write_bytes(splits_path(run_dir),
                                  items.rename(columns={"id": "item_id"})[["item_id", "split"]].to_csv(index=False).encode())
 
 

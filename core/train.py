@@ -442,7 +442,7 @@ def run(config: dict, run_dir: Path, resume: bool = False,
     data = load_data(config, progress=lambda d, t: status(message=f"preparing images: {d}/{t}"),
                      splits=rundir.read_splits(run_dir))
     if lead:
-        if not (run_dir / "splits.csv").exists():
+        if not rundir.splits_path(run_dir).exists():
             rundir.write_splits(run_dir, data.items)
         _barrier(world)
     train_idx, val_idx = data.indices("train"), data.indices("val")

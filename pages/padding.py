@@ -6,7 +6,6 @@ what is shown here is exactly what the model will see.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,9 +14,9 @@ import streamlit as st
 from PIL import Image
 
 from core import preprocess, workspace
-from core.export import CSV_NAME, export_preprocessed, export_source, safe_name
+from core.export import export_preprocessed, export_source, safe_name
 from core.images import load_item
-from core.registry import add_dataset, list_datasets
+from core.registry import add_dataset
 from core.scanning import usable
 from core.sources import SourceError
 from ui.router import ensure_router
@@ -141,11 +140,6 @@ def _share_histogram(items: pd.DataFrame) -> None:
 
 
 def _run_export(manifest: pd.DataFrame, dataset: str, out_dir: str, settings: dict) -> None:
-    target = (Path(out_dir).expanduser().resolve() / CSV_NAME)
-    owner = next((name for name, spec in list_datasets().items() if Path(spec.path).resolve() == target), None)
-    if owner:  # runs may have been trained on it: never replace its images
-        st.error(f"{out_dir} holds the dataset '{owner}'; choose another output folder.")
-        return
     bar = st.progress(0.0, text="Exporting…")
 
     def report(done: int, total: int) -> None:
