@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core import cam  # noqa: E402
 from core.images import load_array  # noqa: E402
 from core.models import build_model  # noqa: E402
+from core.preprocess import Preprocessor  # noqa: E402
 from core.workspace import DEMO_DIR  # noqa: E402
 
 
@@ -29,8 +30,7 @@ def demo_inputs(n: int, size: int) -> torch.Tensor:
     """The first n demo glomeruli as model inputs, through the same model_input() pages use."""
     folder = DEMO_DIR / "glomeruli"
     paths = pd.read_csv(folder / "labels.csv")["path"][:n]
-    ckpt = {"config": {"preprocess": {"size": size, "pad_mode": "zero", "fit": "pad"}}, "in_channels": 3,
-            "norm": {"mean": [0.5] * 3, "std": [0.25] * 3}}
+    ckpt = {"preprocessor": Preprocessor(size, mean=(0.5,) * 3, std=(0.25,) * 3).to_dict()}
     return torch.cat([cam.model_input(load_array(folder / p), ckpt)[0] for p in paths])
 
 

@@ -38,6 +38,10 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
 from core import rundir, train  # noqa: E402
+from core.train.augment import augment  # noqa: E402
+from core.train.data import load_data  # noqa: E402
+from core.train.loop import Loop, epoch_order  # noqa: E402
+from core.train.optim import build_for, class_weights, make_optimiser  # noqa: E402
 from core.models import build_model  # noqa: E402
 from core.preprocess import prepare  # noqa: E402
 from core.runconfig import make_config  # noqa: E402
@@ -90,10 +94,10 @@ def naive_loader(train_items: pd.DataFrame, classes: list[str], size: int, worke
 def naive_train(config: dict, loader: DataLoader, n_classes: int) -> list[float]:
     """A plain training loop; returns the seconds of each epoch (data loading included)."""
     torch.manual_seed(0)
-    model, _ = train.build_for(config, n_classes, 3)
-    optimiser = train.make_optimiser(model.parameters(), config["optimiser"])
+    model, _ = build_for(config, n_classes, 3)
+    optimiser = make_optimiser(model.parameters(), config["optimiser"])
     labels = torch.as_tensor(loader.dataset.labels)
-    criterion = torch.nn.CrossEntropyLoss(weight=train.class_weights(labels, n_classes))
+    criterion = torch.nn.CrossEntropyLoss(weight=class_weights(labels, n_classes))
     seconds = []
     for _ in range(config["epochs"]):
         start = time.perf_counter()
@@ -139,28 +143,28 @@ def lumen_run(config: dict, run_dir: Path) -> dict:
 
 def lumen_input_seconds(config: dict) -> float:
     """Lumen's input pipeline alone (warm cache): batches cut from the array, augmented, normalised."""
-    data = train.load_data(config)
+    data = load_data(config)
     train_idx = data.indices("train")
-    loop = train.Loop(torch.nn.Identity(), data, torch.device("cpu"), torch.zeros(1, 3, 1, 1),
-                      torch.ones(1, 3, 1, 1), config)
+    loop = Loop(torch.nn.Identity(), data, torch.device("cpu"), data.preprocessor.fitted(data.pixels, train_idx),
+                config)
     gen, size = torch.Generator().manual_seed(0), config["batch_size"]
     start = time.perf_counter()
     for epoch in range(1, config["epochs"] + 1):
-        order = train.epoch_order(loop, train_idx, epoch)
+        order = epoch_order(loop, train_idx, epoch)
         for b in range(0, len(order), size):
-            loop.normalise(train.augment(loop.to_input(order[b:b + size]), config["augment"], gen))
+            loop.normalise(augment(loop.to_input(order[b:b + size]), config["augment"], gen))
     return time.perf_counter() - start
 
 
 def model_build_seconds(config: dict, n_classes: int) -> float:
     start = time.perf_counter()
-    train.build_for(config, n_classes, 3)
+    build_for(config, n_classes, 3)
     return time.perf_counter() - start
 
 
 def warm_up(config: dict) -> None:
     """One untimed forward/backward so no figure pays torch's first-call costs."""
-    model, _ = train.build_for(config, 2, 3)
+    model, _ = build_for(config, 2, 3)
     size = config["preprocess"]["size"]
     model(torch.rand(config["batch_size"], 3, size, size)).sum().backward()
 

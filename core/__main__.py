@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -35,20 +36,22 @@ def _scan_command(args) -> int:
 def _run_dir(args, config: dict) -> Path:
     """The run directory named on the command line, or a new one in the workspace; it holds config.json."""
     from core import rundir, runs
-    from core.workspace import atomic_write_json
 
     if args.run_dir is None and "LOCAL_RANK" in os.environ:  # each torchrun process would make its own
         raise ConfigError("Under torchrun every process must write to the same run: pass --run-dir.")
     run_dir = Path(args.run_dir) if args.run_dir else runs.create_runs({**config, "repeats": 1})[0]
     run_dir.mkdir(parents=True, exist_ok=True)
     if not rundir.config_path(run_dir).exists():
-        atomic_write_json(rundir.config_path(run_dir), config)
+        rundir.write_config(run_dir, config)
     return run_dir
 
 
 def _train_command(args) -> int:
     """Train one run in this process; SIGTERM (the app's Cancel) stops it at the next batch."""
     from core import rundir, runs, train  # torch is imported only for this command
+    from core.train.optim import select_device
+
+    logging.basicConfig(level=logging.INFO, format="[lumen] %(message)s", stream=sys.stdout, force=True)
 
     config = load_config(args.config)
     run_dir = _run_dir(args, config)
@@ -57,10 +60,10 @@ def _train_command(args) -> int:
     lead = int(os.environ.get("RANK", "0")) == 0
     if lead:
         rundir.write_status(run_dir, pid=os.getpid(), state="queued", message="waiting for the device")
-    print(f"[lumen] run directory {run_dir}", flush=True)
+    logging.getLogger("lumen").info("run directory %s", run_dir)
     if "LOCAL_RANK" in os.environ:  # torchrun (SLURM too), even with one process: the launcher owns the devices
         return train.run_safely(config, run_dir, args.resume, stop.is_set)
-    device = str(train.select_device(config["device"]))
+    device = str(select_device(config["device"]))
     try:
         with runs.device_slot(device, lambda: rundir.write_status(
                 run_dir, message=f"queued: another run is using {device}"), stop.is_set):
@@ -119,13 +122,14 @@ def _annotations_command(args) -> int:
 
 def _embed_command(args) -> int:
     """Write a 2-D layout of a run's features (item_id, split, label, x, y) as CSV or parquet."""
+    from core import rundir
     from core.embeddings import METHODS, layout
 
     run_dir = Path(args.run_dir)
     if args.method not in METHODS:
         print(f"error: unknown method '{args.method}': use one of {', '.join(METHODS)}", file=sys.stderr)
         return 2
-    if not (run_dir / "checkpoints" / "best.pt").exists():
+    if not rundir.checkpoint_path(run_dir, "best").exists():
         print(f"error: {run_dir} has no best.pt: is it a finished run directory?", file=sys.stderr)
         return 2
     frame = layout(run_dir, args.method, tuple(args.split), seed=args.seed)
@@ -137,8 +141,9 @@ def _embed_command(args) -> int:
 
 def _cam_command(args) -> int:
     """Grad-CAM of one image file with a run's model, saved as a [input | heatmap | overlay] PNG."""
-    from core import cam, train
+    from core import cam
     from core.images import load_array
+    from core.runmodel import load_run_model
 
     try:
         method = cam.method_name(args.method)
@@ -146,7 +151,7 @@ def _cam_command(args) -> int:
             arr = load_array(args.image)
         except OSError as exc:
             raise ValueError(f"Cannot read the image {args.image}: {exc}") from exc
-        model, ckpt = train.load_run_model(Path(args.run_dir), args.which)
+        model, ckpt = load_run_model(Path(args.run_dir), args.which)
         result = cam.explain(model, ckpt, arr, method, args.target)
         png = cam.cam_png(result.image, result.cam, args.alpha)
     except (FileNotFoundError, ValueError) as exc:

@@ -1,7 +1,7 @@
 """Grad-CAM and its family: where a run's model looks, and whether that map deserves belief.
 
-The input is built by `model_input` with the run's own `prepare()` settings, channels and
-normalisation, so the heatmap lies over exactly the pixels the model saw (padding included).
+The input is built by `model_input` with the checkpoint's own Preprocessor, so the heatmap lies
+over exactly the pixels the model saw (padding included).
 Two numbers say whether a map is right: `confidence_drop` (does hiding the salient pixels hurt the
 class score more than hiding as many random ones?) and `mask_energy` (how much of the heat falls
 inside an annotated mask, such as the glomeruli's).
@@ -18,7 +18,7 @@ import io
 import threading
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -32,7 +32,8 @@ from torch import nn
 
 from core.images import as_rgb, load_array
 from core.models import cam_target_layer, head_parameters
-from core.preprocess import prepare
+from core.preprocess import Preprocessor
+from core.runmodel import preprocessor_of
 
 __all__ = [
     "METHODS", "method_name", "model_lock", "model_input", "predict_proba", "compute_cams",
@@ -123,25 +124,17 @@ def _this_thread_only(cam, layer: nn.Module) -> None:
 
 # ---------------------------------------------------------------- input, exactly as in training
 
-def _channels(image: np.ndarray, in_channels: int) -> np.ndarray:
-    """HxWxC as training stored it (core.datacache): grey repeated for RGB models, RGB averaged for grey."""
-    if in_channels == 3:
-        return as_rgb(image)
-    return image[:, :, None] if image.ndim == 2 else image.mean(axis=2, keepdims=True).astype(np.uint8)
-
-
 def model_input(arr: np.ndarray, ckpt: dict) -> tuple[torch.Tensor, np.ndarray]:
     """(1, C, S, S) normalised tensor for the run's model, and the uint8 image it shows.
 
-    The image is what the model saw after padding/cropping and resizing (HxW grey or HxWx3), so a
-    heatmap can be drawn over it pixel for pixel, padding visible.
+    Both come from the checkpoint's own Preprocessor. The image is what the model saw after
+    padding/cropping and resizing (HxW grey or HxWx3), so a heatmap can be drawn over it pixel for
+    pixel, padding visible.
     """
-    prep = ckpt["config"]["preprocess"]
-    image = _channels(prepare(arr, prep["size"], prep["pad_mode"], prep["fit"]), ckpt["in_channels"])
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255)
-    mean = torch.tensor(ckpt["norm"]["mean"], dtype=torch.float32).view(-1, 1, 1)
-    std = torch.tensor(ckpt["norm"]["std"], dtype=torch.float32).view(-1, 1, 1)
-    return ((x - mean) / std).unsqueeze(0), image[:, :, 0] if image.shape[2] == 1 else image
+    preprocessor = preprocessor_of(ckpt)
+    pixels = preprocessor.pixels(arr)
+    x = preprocessor.tensor(torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))).unsqueeze(0))
+    return x, pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -310,21 +303,21 @@ def mask_energy(cam: np.ndarray, mask: np.ndarray) -> float:
     return float(cam[mask.astype(bool)].sum()) / total if total > 0 else float("nan")
 
 
-def mask_like_input(arr: np.ndarray, preprocess: dict) -> np.ndarray:
+def mask_like_input(arr: np.ndarray, preprocessor: Preprocessor) -> np.ndarray:
     """A mask (same size as its image) put through the image's geometry: a bool (S, S) array.
 
-    The same prepare() pads, crops and resizes it; the margin is always "zero" (outside the mask)
-    whatever the image's fill, which never changes the geometry. The mask is made binary at half
-    its maximum first (0/1, 0/255 and soft masks alike) and again after the bilinear resize.
+    The same Preprocessor pads, crops and resizes it; the margin is always "zero" (outside the
+    mask) whatever the image's fill, which never changes the geometry. The mask is made binary at
+    half its maximum first (0/1, 0/255 and soft masks alike) and again after the bilinear resize.
     """
     grey = arr.max(axis=2) if arr.ndim == 3 else arr
     binary = np.where(grey >= max(int(grey.max()), 1) / 2, 255, 0).astype(np.uint8)
-    return prepare(binary, preprocess["size"], "zero", preprocess["fit"]) >= 128
+    return replace(preprocessor, pad_mode="zero").image(binary) >= 128
 
 
 def load_mask(path: str | Path, ckpt: dict) -> np.ndarray:
     """The mask file at `path` in the geometry of the run's model input."""
-    return mask_like_input(load_array(path), ckpt["config"]["preprocess"])
+    return mask_like_input(load_array(path), preprocessor_of(ckpt))
 
 
 # ---------------------------------------------------------------- pictures

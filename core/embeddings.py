@@ -7,7 +7,6 @@ embedded demo run ships its layouts ready to draw (no 30-second UMAP compile on 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import threading
@@ -25,41 +24,29 @@ _warm = threading.Event()
 _warm_started = threading.Event()
 
 
-def _features_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "features.npz"
-
-
-def _checkpoint_stamp(run_dir: Path) -> int:
-    """The epoch best.pt was saved at: changes exactly when the model does, and survives a git
-    clone (file times do not), so the demo run's stored layouts stay valid."""
-    metrics = rundir.read_metrics(run_dir)
-    return int(metrics.loc[metrics["best"], "epoch"].iloc[-1]) if not metrics.empty else 0
-
-
 def features_cached(run_dir: Path) -> bool:
     """Whether the best model's features are stored already (so the UI knows if a progress bar is due)."""
-    path = _features_path(run_dir)
+    path = rundir.features_path(run_dir)
     if not path.exists():
         return False
     with np.load(path, allow_pickle=False) as cached:
-        return int(cached["stamp"]) == _checkpoint_stamp(run_dir)
+        return int(cached["stamp"]) == rundir.best_epoch(run_dir)
 
 
 def load_features(run_dir: Path, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Penultimate features of the best model for every item of the run (all splits), cached.
 
     Returns a frame with item_id, split, label, group and a `features` matrix in `.attrs`."""
-    path, stamp = _features_path(run_dir), _checkpoint_stamp(run_dir)
+    path, stamp = rundir.features_path(run_dir), rundir.best_epoch(run_dir)
     if features_cached(run_dir):
         with np.load(path, allow_pickle=False) as cached:
             return _frame(cached["item_id"], cached["split"], cached["label"], cached["group"], cached["features"])
     items, feats = compute_features(run_dir, progress)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, stamp=stamp, features=feats, item_id=items["id"].to_numpy(dtype=str),
-                        split=items["split"].to_numpy(dtype=str), label=items["label"].to_numpy(dtype=str),
-                        group=items["group"].fillna("").to_numpy(dtype=str))
-    workspace.atomic_write_bytes(path, buffer.getvalue())
-    return _frame(items["id"], items["split"], items["label"], items["group"].fillna(""), feats)
+    workspace.atomic_write(path, lambda handle: np.savez_compressed(
+        handle, stamp=stamp, features=feats, item_id=items["item_id"].to_numpy(dtype=str),
+        split=items["split"].to_numpy(dtype=str), label=items["label"].to_numpy(dtype=str),
+        group=items["group"].fillna("").to_numpy(dtype=str)))
+    return _frame(items["item_id"], items["split"], items["label"], items["group"].fillna(""), feats)
 
 
 def _frame(ids, splits, labels, groups, feats) -> pd.DataFrame:
@@ -69,31 +56,32 @@ def _frame(ids, splits, labels, groups, feats) -> pd.DataFrame:
     return frame
 
 
-def compute_features(run_dir: Path, progress=None, batch_size: int = 256) -> tuple[pd.DataFrame, np.ndarray]:
-    """Run the run's own data pipeline (same split, same preprocessing) through its best model."""
+def compute_features(run_dir: Path, progress: Callable[[int, int], None] | None = None,
+                     batch_size: int = 256) -> tuple[pd.DataFrame, np.ndarray]:
+    """The run's own items through its best model, with the input it was trained on."""
     import torch
 
     from core.models import features
-    from core.train import load_data, load_run_model
+    from core.runmodel import load_run_model, preprocessor_of, run_items, run_pixels
 
     model, ckpt = load_run_model(run_dir)
-    data = load_data(ckpt["config"], splits=rundir.read_splits(run_dir))
-    mean = torch.tensor(ckpt["norm"]["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(ckpt["norm"]["std"]).view(1, -1, 1, 1)
-    out, n = [], len(data.items)
+    preprocessor = preprocessor_of(ckpt)
+    items = run_items(run_dir)
+    pixels = run_pixels(items, preprocessor)
+    out, n = [], len(items)
     for start in range(0, n, batch_size):
-        x = (data.batch(np.arange(start, min(start + batch_size, n))).float() / 255 - mean) / std
-        out.append(features(model, ckpt["config"]["model"]["name"], x).numpy())
+        batch = torch.from_numpy(np.asarray(pixels[start:start + batch_size])).permute(0, 3, 1, 2)
+        out.append(features(model, ckpt["config"]["model"]["name"], preprocessor.tensor(batch)).numpy())
         if progress:
             progress(min(start + batch_size, n), n)
-    return data.items.reset_index(drop=True), np.concatenate(out).astype(np.float32)
+    feats = np.concatenate(out) if out else np.zeros((0, 0))
+    return items.reset_index(drop=True), feats.astype(np.float32)
 
 
 def _layout_path(run_dir: Path, method: str, params: dict, splits: tuple[str, ...], seed: int) -> Path:
     key = json.dumps({"m": method, "p": params, "s": sorted(splits), "seed": seed,
-                      "model": _checkpoint_stamp(run_dir)}, sort_keys=True)
-    digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
-    return Path(run_dir) / "embeddings" / f"{method}-{digest}.npy"
+                      "model": rundir.best_epoch(run_dir)}, sort_keys=True)
+    return rundir.layout_path(run_dir, f"{method}-{hashlib.blake2b(key.encode(), digest_size=6).hexdigest()}")
 
 
 def reduce(features: np.ndarray, method: str, params: dict | None = None, seed: int = 0) -> np.ndarray:
@@ -133,9 +121,7 @@ def layout(run_dir: Path, method: str, splits: tuple[str, ...], params: dict | N
         xy = np.load(path)
     else:
         xy = reduce(frame.attrs["features"][chosen], method, params, seed).astype(np.float32)  # as stored
-        buffer = io.BytesIO()
-        np.save(buffer, xy)
-        workspace.atomic_write_bytes(path, buffer.getvalue())
+        workspace.atomic_write(path, lambda handle: np.save(handle, xy))
     return rows.assign(x=xy[:, 0], y=xy[:, 1])
 
 
@@ -167,11 +153,13 @@ def warm_up_umap() -> threading.Event:
 def backbone_features(spec, model_name: str = "resnet18", size: int = 64, batch_size: int = 128) -> pd.DataFrame:
     """Features of a backbone no run has trained, for a dataset with no run yet: a first look at
     its structure (ImageNet weights when a local copy exists, else random ones, which still
-    group images by colour and texture). Cached in the workspace by content and settings."""
+    group images by colour and texture). The input is made as a run's would be (zero padding,
+    statistics of the images themselves); cached in the workspace by content and settings."""
     import torch
 
-    from core.datacache import prepared_array
+    from core.datacache import channels_for_rows, prepared_array
     from core.models import build_model, features
+    from core.preprocess import Preprocessor
     from core.scanning import scan
 
     manifest = scan(spec)
@@ -184,13 +172,13 @@ def backbone_features(spec, model_name: str = "resnet18", size: int = 64, batch_
     if path.exists():
         with np.load(path) as cached:
             return _frame(rows["id"], splits, labels, groups, cached["features"])
-    images = torch.from_numpy(np.ascontiguousarray(prepared_array(rows, size).transpose(0, 3, 1, 2)))
-    model, _ = build_model(model_name, 2, in_channels=images.shape[1], pretrained="auto")
-    sample = images[:: max(1, len(images) // 512)].float() / 255
-    mean, std = sample.mean(dim=(0, 2, 3), keepdim=True), sample.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
-    feats = np.concatenate([features(model, model_name, (images[i:i + batch_size].float() / 255 - mean) / std).numpy()
-                            for i in range(0, len(images), batch_size)]).astype(np.float32)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, features=feats)
-    workspace.atomic_write_bytes(path, buffer.getvalue())
+    preprocessor = Preprocessor(size, channels=channels_for_rows(rows))
+    pixels = prepared_array(rows, preprocessor)
+    preprocessor = preprocessor.fitted(pixels, np.arange(len(rows)))
+    model, _ = build_model(model_name, 2, in_channels=preprocessor.channels, pretrained="auto")
+    batches = (torch.from_numpy(np.asarray(pixels[i:i + batch_size])).permute(0, 3, 1, 2)
+               for i in range(0, len(rows), batch_size))
+    feats = np.concatenate([features(model, model_name, preprocessor.tensor(b)).numpy() for b in batches])
+    feats = feats.astype(np.float32)
+    workspace.atomic_write(path, lambda handle: np.savez_compressed(handle, features=feats))
     return _frame(rows["id"], splits, labels, groups, feats)

@@ -1,7 +1,7 @@
 """From a run's predictions to the numbers the threshold page and `python -m core evaluate` show.
 
-The operating point (positive class, threshold, where it was tuned) is saved with the run in
-operating_point.json, so the review page and exports use the same decision.
+The operating point (positive class, threshold, where it was tuned) is saved with the run (see
+core.rundir), so the review page and exports use the same decision.
 """
 from __future__ import annotations
 
@@ -14,18 +14,8 @@ from scipy.optimize import minimize_scalar
 
 from core import metrics, rundir, workspace
 
-OPERATING_POINT = "operating_point.json"
-
-
-def load_predictions(run_dir: Path) -> pd.DataFrame:
-    path = rundir.predictions_path(run_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"{Path(run_dir).name} has no predictions yet: the run has not finished.")
-    return pd.read_parquet(path)
-
-
-def classes_of(predictions: pd.DataFrame) -> list[str]:
-    return [c[len("prob_"):] for c in predictions.columns if c.startswith("prob_")]
+load_predictions = rundir.read_predictions
+classes_of = rundir.classes_of
 
 
 def default_positive(predictions: pd.DataFrame) -> str:
@@ -37,9 +27,9 @@ def default_positive(predictions: pd.DataFrame) -> str:
 def binary_scores(predictions: pd.DataFrame, positive: str, split: str | None = None):
     """(is_positive, score) of the positive class, one-vs-rest, for one split or all."""
     rows = predictions if split is None else predictions[predictions["split"] == split]
-    if f"prob_{positive}" not in rows:
+    if rundir.prob_column(positive) not in rows:
         raise ValueError(f"Unknown class '{positive}': the run's classes are {', '.join(classes_of(predictions))}.")
-    return (rows["label"] == positive).to_numpy(), rows[f"prob_{positive}"].to_numpy(dtype=np.float64)
+    return (rows["label"] == positive).to_numpy(), rows[rundir.prob_column(positive)].to_numpy(dtype=np.float64)
 
 
 def summary(curve: metrics.Curve, threshold: float, n_boot: int = 2000) -> dict:
@@ -70,12 +60,12 @@ def save_operating_point(run_dir: Path, positive: str, threshold: float, tuned_o
     only means what it meant on those scores."""
     point = {"positive_class": positive, "threshold": float(threshold), "tuned_on": tuned_on,
              "method": method, "temperature": float(temperature), "saved": time.time()}
-    workspace.atomic_write_json(Path(run_dir) / OPERATING_POINT, point)
+    workspace.atomic_write_json(rundir.operating_point_path(run_dir), point)
     return point
 
 
 def load_operating_point(run_dir: Path) -> dict | None:
-    return rundir.read_json(Path(run_dir) / OPERATING_POINT)
+    return rundir.read_json(rundir.operating_point_path(run_dir))
 
 
 def saved_decision(predictions: pd.DataFrame, run_dir: Path) -> tuple[str, float, np.ndarray]:
@@ -85,7 +75,7 @@ def saved_decision(predictions: pd.DataFrame, run_dir: Path) -> tuple[str, float
     point = load_operating_point(run_dir) or {}
     positive = point.get("positive_class") or default_positive(predictions)
     classes = classes_of(predictions)
-    probs = predictions[[f"prob_{c}" for c in classes]].to_numpy(dtype=np.float64)
+    probs = predictions[rundir.prob_columns(classes)].to_numpy(dtype=np.float64)
     temperature = float(point.get("temperature", 1.0))
     if temperature != 1.0:
         probs = apply_temperature(probs, temperature)
@@ -123,7 +113,7 @@ def multiclass_confusion(predictions: pd.DataFrame, split: str, thresholds: dict
     thresholds (see `decide`) when they are given."""
     classes = classes_of(predictions)
     rows = predictions[predictions["split"] == split]
-    probs = rows[[f"prob_{c}" for c in classes]].to_numpy()
+    probs = rows[rundir.prob_columns(classes)].to_numpy()
     if thresholds:
         predicted = decide(probs, np.array([thresholds[c] for c in classes]), classes.index(fallback))
     else:

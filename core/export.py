@@ -20,7 +20,7 @@ from PIL import Image
 
 from core import registry, workspace
 from core.images import load_item
-from core.preprocess import check_options, prepare
+from core.preprocess import Preprocessor
 from core.scanning import usable
 from core.sources import SourceSpec
 
@@ -76,24 +76,25 @@ def _file_names(rows: pd.DataFrame) -> pd.Series:
     return IMAGES_DIR + "/" + folders + "/" + stems + ".png"
 
 
-def _write_one(row, out_dir: Path, size: int, pad_mode: str, fit: str) -> bool:
+def _write_one(row, out_dir: Path, preprocessor: Preprocessor) -> bool:
     """Load, prepare and save one item; False when its pixels cannot be decoded."""
     try:
         arr = load_item(row.path, row.index, row.split)
     except Exception:  # truncated or damaged files that a header-only scan let through
         return False
     buffer = io.BytesIO()
-    Image.fromarray(prepare(arr, size, pad_mode, fit)).save(buffer, format="PNG", compress_level=1)
+    Image.fromarray(preprocessor.image(arr)).save(buffer, format="PNG", compress_level=1)
     workspace.atomic_write_bytes(out_dir / row.out_path, buffer.getvalue())
     return True
 
 
-def _write_all(rows: pd.DataFrame, out_dir: Path, options: tuple, progress: ProgressFn | None) -> list[bool]:
+def _write_all(rows: pd.DataFrame, out_dir: Path, preprocessor: Preprocessor,
+               progress: ProgressFn | None) -> list[bool]:
     """Write every row in a thread pool (decoding, resizing and PNG encoding release the GIL)."""
     ok = [False] * len(rows)
     total, step = len(rows), max(1, len(rows) // 200)
     with ThreadPoolExecutor(_WORKERS) as pool:
-        futures = {pool.submit(_write_one, row, out_dir, *options): i
+        futures = {pool.submit(_write_one, row, out_dir, preprocessor): i
                    for i, row in enumerate(rows.itertuples(index=False))}
         for done, future in enumerate(as_completed(futures), start=1):
             ok[futures[future]] = future.result()
@@ -123,14 +124,14 @@ def export_preprocessed(manifest: pd.DataFrame, out_dir, size: int, pad_mode: st
     Returns counts: written, skipped_problems, skipped_unlabelled, seconds and the CSV's path.
     """
     started = time.perf_counter()
-    check_options(size, pad_mode, fit)
+    preprocessor = Preprocessor(size, pad_mode, fit)  # refuses bad settings before any file is touched
     out_dir = Path(out_dir).expanduser().resolve()
     rows = manifest[usable(manifest)].reset_index(drop=True)
     if rows.empty:
         raise ExportError("Nothing to export: no image has a label and no problem.")
     _claim_folder(out_dir, {"size": int(size), "pad_mode": pad_mode, "fit": fit, "items": len(rows)})
     rows = rows.assign(out_path=_file_names(rows))
-    ok = _write_all(rows, out_dir, (int(size), pad_mode, fit), progress)
+    ok = _write_all(rows, out_dir, preprocessor, progress)
     written = rows.loc[ok]
     csv_path = out_dir / CSV_NAME
     workspace.atomic_write_bytes(csv_path, _csv_bytes(written))

@@ -1,12 +1,22 @@
-"""Turning a crop of any shape into the square the model sees.
+"""What the model sees: a crop of any shape squared, sized, given its channels and normalised.
 
-`prepare` is the single path from pixels to model input size: the padding page previews it, and
-training, evaluation and Grad-CAM call it too, so what a user previews is what the model sees.
+`Preprocessor` is the one object that turns decoded pixels into a model's input. It travels in
+every checkpoint (`to_dict`), so a checkpoint alone says what its model sees, and the image cache,
+training, evaluation, Grad-CAM, features, the untrained-backbone view, exports and the Padding
+preview all go through it: what a user previews is what the model gets.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 #: How the square around a non-square crop is filled. "mean" is the image's own mean colour, which
 #: hides the border from a CNN better than black when the background is stained slide.
@@ -14,6 +24,13 @@ PAD_MODES = ("zero", "white", "edge", "reflect", "mean")
 #: How a crop becomes square: pad it, stretch it (aspect ratio lost) or cut the centre square out.
 FIT_MODES = ("pad", "stretch", "crop")
 MIN_SIZE, MAX_SIZE = 8, 4096
+#: Where the per-channel mean and std come from: the run's training split (measured when training
+#: starts, stored with the run), ImageNet's (for weights pretrained on it), or none (pixels in [0, 1]).
+NORMALISATIONS = ("train", "imagenet", "none")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+#: Pillow modes of grey images: a dataset made only of them trains a one-channel model.
+GREY_MODES = frozenset({"1", "L", "I", "I;16", "I;16B", "I;16L", "F"})
+STATS_SAMPLE = 2048  # images the training statistics are measured on, evenly spaced
 
 _CONSTANT_FILLS = {"zero": 0, "white": 255}
 
@@ -119,3 +136,123 @@ def padding_share(width, height):
     with np.errstate(invalid="ignore", divide="ignore"):
         side = np.maximum(width, height) * 1.0
         return 1.0 - (width * 1.0) * height / (side * side)
+
+
+def channels_for(modes: Sequence[str]) -> int:
+    """1 when every image is grey (MedMNIST, X-rays), else 3 (grey ones are then repeated)."""
+    return 1 if all(mode in GREY_MODES for mode in modes) else 3
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """HxWxC uint8: grey repeated for a colour model, colour averaged for a grey one."""
+    if channels == 3:
+        return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+    return image[:, :, None] if image.ndim == 2 else image.mean(axis=2, keepdims=True).astype(np.uint8)
+
+
+def _fixed_statistics(normalize: str, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    if normalize == "none":
+        return (0.0,) * channels, (1.0,) * channels
+    if channels == 1:  # a grey image is the mean of its channels, so it gets the mean statistics
+        return (float(np.mean(IMAGENET_MEAN)),), (float(np.mean(IMAGENET_STD)),)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+@lru_cache(maxsize=16)
+def _statistics_on(mean: tuple[float, ...], std: tuple[float, ...], device: Any, dtype: Any
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, C, 1, 1) mean and std on a device, made once rather than on every batch."""
+    import torch
+
+    def shaped(values: tuple[float, ...]) -> torch.Tensor:
+        return torch.tensor(values, dtype=dtype, device=device).view(1, -1, 1, 1)
+
+    return shaped(mean), shaped(std)
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Size, pad mode, fit, channels and normalisation: everything between a decoded image and
+    the tensor a model takes. `mean` and `std` are empty until `fitted` measures them (for
+    normalize="train"); the other normalisations know theirs from the start."""
+
+    size: int
+    pad_mode: str = "zero"
+    fit: str = "pad"
+    channels: int = 3
+    normalize: str = "train"
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_options(self.size, self.pad_mode, self.fit)
+        _check_choice(self.normalize, NORMALISATIONS, "normalisation")
+        if self.channels not in (1, 3):
+            raise ValueError(f"A model input has 1 or 3 channels, not {self.channels!r}.")
+        if self.normalize != "train" and not self.mean:
+            mean, std = _fixed_statistics(self.normalize, self.channels)
+            object.__setattr__(self, "mean", mean)
+            object.__setattr__(self, "std", std)
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if self.mean and (len(self.mean) != self.channels or len(self.std) != self.channels):
+            raise ValueError(f"mean and std need one value per channel ({self.channels}).")
+
+    @classmethod
+    def from_config(cls, preprocess: dict[str, Any], channels: int) -> Preprocessor:
+        """From a run config's `preprocess` section (statistics still to measure, for "train")."""
+        return cls(int(preprocess["size"]), preprocess.get("pad_mode", "zero"), preprocess.get("fit", "pad"),
+                   channels, preprocess.get("normalize", "train"))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Preprocessor:
+        return cls(**{**values, "mean": tuple(values.get("mean", ())), "std": tuple(values.get("std", ()))})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (lists, not tuples) that survive JSON and torch.load(weights_only=True)."""
+        values = asdict(self)
+        return {**values, "mean": list(self.mean), "std": list(self.std)}
+
+    @property
+    def geometry(self) -> tuple[int, str, str, int]:
+        """What decides the stored uint8 pixels (the image cache's key): not the normalisation."""
+        return self.size, self.pad_mode, self.fit, self.channels
+
+    def image(self, arr: np.ndarray) -> np.ndarray:
+        """The squared, sized uint8 image as a person sees it (grey stays 2-D), padding visible."""
+        return prepare(arr, self.size, self.pad_mode, self.fit)
+
+    def pixels(self, arr: np.ndarray) -> np.ndarray:
+        """S x S x C uint8: what the image cache stores for one image."""
+        return to_channels(self.image(arr), self.channels)
+
+    def fitted(self, pixels: np.ndarray, indices: np.ndarray) -> Preprocessor:
+        """With the per-channel mean and std of the given rows of an (N, S, S, C) uint8 array
+        (at most STATS_SAMPLE of them, evenly spaced); unchanged unless normalize is "train"."""
+        if self.normalize != "train":
+            return self
+        if len(indices) == 0:
+            raise ValueError("Normalisation statistics need at least one training image.")
+        pick = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(STATS_SAMPLE, len(indices))).astype(int)]
+        sample = np.asarray(pixels[pick], dtype=np.float32) / 255.0
+        mean = sample.mean(axis=(0, 1, 2), dtype=np.float64)
+        std = np.maximum(sample.std(axis=(0, 1, 2), ddof=1, dtype=np.float64), 1e-3)  # images have 64+ pixels
+        return replace(self, mean=tuple(mean.tolist()), std=tuple(std.tolist()))
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) floats in [0, 1] to the model's scale, on x's own device."""
+        if not self.mean:
+            raise ValueError("This preprocessor has no statistics yet: call fitted() on the training images.")
+        mean, std = _statistics_on(self.mean, self.std, x.device, x.dtype)
+        return (x - mean) / std
+
+    def tensor(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) uint8 (as the image cache gives it) to the model's float input."""
+        return self.normalise(batch.float().div_(255))
+
+    def __call__(self, arr: np.ndarray) -> torch.Tensor:
+        """One decoded image to a (1, C, S, S) model input."""
+        import torch
+
+        chw = np.ascontiguousarray(self.pixels(arr).transpose(2, 0, 1))
+        return self.tensor(torch.from_numpy(chw).unsqueeze(0))

@@ -1,23 +1,44 @@
-"""The run directory: the contract between a training job and every page that reads it.
+"""The run directory: the contract between a training job and everything that reads it.
 
-    config.json, status.json, splits.csv, metrics.jsonl, checkpoints/{last,best}.pt,
-    predictions.parquet, log.txt
+This module is the only place that knows a run's files::
 
-Every write is atomic (temporary file, then rename) so a reader never sees half a file and a
-killed job never leaves a corrupt one.
+    config.json            the full run config
+    status.json            state (queued|running|finished|failed|cancelled), pid, times, epoch, message
+    splits.csv             the items the run trained on, in the image cache's order, and their splits
+    metrics.jsonl          one JSON object per finished epoch
+    checkpoints/last.pt    model, optimiser, scheduler, epoch, config, classes, preprocessor
+    checkpoints/best.pt    the same file as last.pt of the best epoch (linked, not saved twice)
+    predictions.parquet    item_id, split, label, group, prob_<class> per class
+    predictions/<name>.parquet   prediction sets on other sources
+    operating_point.json   the saved decision (positive class, threshold, temperature)
+    features.npz, embeddings/    the best model's features and their 2-D layouts
+    job.sbatch, log.txt    the SLURM job script, the job's own output
+
+Every write goes through `workspace.atomic_write` (a unique temporary file, fsync, rename), so a
+reader never sees half a file and a killed job never leaves a corrupt one.
 """
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from core import workspace
 
+if TYPE_CHECKING:
+    import numpy as np
+
 STATES = ("queued", "running", "finished", "failed", "cancelled")
 ACTIVE = ("queued", "running")
+PROB_PREFIX = "prob_"
+CHECKPOINTS = ("best", "last")
+#: splits.csv: `path` is relative to the dataset's root folder, so a committed run (the demo) works
+#: wherever the repository is cloned; `source_split` and `index` locate an npz row; `hash` keys the
+#: image cache.
+ITEM_COLUMNS = ("item_id", "split", "label", "group", "path", "index", "source_split", "hash")
 
 
 def runs_root() -> Path:
@@ -29,14 +50,31 @@ def runs_root() -> Path:
 def demo_runs() -> list[Path]:
     """Runs shipped with the repository (assets/demo/runs), so analysis pages work at first start."""
     root = workspace.DEMO_DIR / "runs"
-    return sorted(d for d in root.iterdir() if (d / "predictions.parquet").exists()) if root.exists() else []
+    return sorted(d for d in root.iterdir() if predictions_path(d).exists()) if root.exists() else []
+
+
+# ---------------------------------------------------------------- file names
 
 
 def config_path(run_dir: Path) -> Path:
     return Path(run_dir) / "config.json"
 
 
+def status_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "status.json"
+
+
+def metrics_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "metrics.jsonl"
+
+
+def splits_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "splits.csv"
+
+
 def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
+    if which not in CHECKPOINTS:
+        raise ValueError(f"Unknown checkpoint '{which}': use one of {', '.join(CHECKPOINTS)}.")
     return Path(run_dir) / "checkpoints" / f"{which}.pt"
 
 
@@ -44,29 +82,81 @@ def predictions_path(run_dir: Path) -> Path:
     return Path(run_dir) / "predictions.parquet"
 
 
+def prediction_sets_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "predictions"
+
+
+def operating_point_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "operating_point.json"
+
+
+def features_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "features.npz"
+
+
+def layout_path(run_dir: Path, name: str) -> Path:
+    return Path(run_dir) / "embeddings" / f"{name}.npy"
+
+
+def sbatch_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "job.sbatch"
+
+
 def log_path(run_dir: Path) -> Path:
     return Path(run_dir) / "log.txt"
 
 
-def read_json(path: Path, default=None):
+def shipped_files(run_dir: Path) -> list[Path]:
+    """What a finished run consists of, for copying one (the embedded demo run)."""
+    return [config_path(run_dir), status_path(run_dir), splits_path(run_dir), metrics_path(run_dir),
+            *(checkpoint_path(run_dir, which) for which in CHECKPOINTS), predictions_path(run_dir),
+            log_path(run_dir)]
+
+
+# ---------------------------------------------------------------- probability columns
+
+
+def prob_column(cls: str) -> str:
+    return f"{PROB_PREFIX}{cls}"
+
+
+def prob_columns(classes: list[str]) -> list[str]:
+    return [prob_column(c) for c in classes]
+
+
+def classes_of(predictions: pd.DataFrame) -> list[str]:
+    """The run's classes, in the model's output order, from a predictions table's columns."""
+    return [c[len(PROB_PREFIX):] for c in predictions.columns if c.startswith(PROB_PREFIX)]
+
+
+# ---------------------------------------------------------------- reading and writing
+
+
+def read_json(path: Path, default: Any = None) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return default
 
 
-def read_config(run_dir: Path) -> dict:
-    return read_json(config_path(run_dir), {})
+def read_config(run_dir: Path) -> dict[str, Any]:
+    config: dict[str, Any] = read_json(config_path(run_dir), {})
+    return config
 
 
-def read_status(run_dir: Path) -> dict:
-    return read_json(Path(run_dir) / "status.json", {"state": "queued"})
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    workspace.atomic_write_json(config_path(run_dir), config)
 
 
-def write_status(run_dir: Path, **fields) -> dict:
+def read_status(run_dir: Path) -> dict[str, Any]:
+    status: dict[str, Any] = read_json(status_path(run_dir), {"state": "queued"})
+    return status
+
+
+def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
     """Merge fields into status.json (and stamp the time), atomically."""
     status = {**read_status(run_dir), **fields, "updated": time.time()}
-    workspace.atomic_write_json(Path(run_dir) / "status.json", status)
+    workspace.atomic_write_json(status_path(run_dir), status)
     return status
 
 
@@ -74,7 +164,7 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
     """One row per finished epoch; an unfinished last line (a killed writer) is ignored."""
     rows = []
     try:
-        lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+        lines = metrics_path(run_dir).read_text().splitlines()
     except FileNotFoundError:
         return pd.DataFrame()
     for line in lines:
@@ -85,31 +175,17 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def splits_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "splits.csv"
-
-
-def read_splits(run_dir: Path) -> pd.Series | None:
-    """Item id -> split as the run first drew it (splits.csv; for older runs, their predictions),
-    or None before the run has started: a resume or a later look must never draw them again, or
-    items added to the dataset since would move test images into training."""
-    for path, reader in ((splits_path(run_dir), pd.read_csv),
-                         (predictions_path(run_dir), pd.read_parquet)):
-        if path.exists():
-            table = reader(path)
-            return table.drop_duplicates("item_id").set_index("item_id")["split"]
-    return None
-
-
-def write_splits(run_dir: Path, items: pd.DataFrame) -> None:
-    workspace.atomic_write_bytes(splits_path(run_dir),
-                                 items.rename(columns={"id": "item_id"})[["item_id", "split"]].to_csv(index=False).encode())
-
-
-def write_metrics(run_dir: Path, history: list[dict]) -> None:
+def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite metrics.jsonl from the full history (cheap: one line per epoch), atomically."""
     text = "".join(json.dumps(row) + "\n" for row in history)
-    workspace.atomic_write_bytes(Path(run_dir) / "metrics.jsonl", text.encode())
+    workspace.atomic_write_bytes(metrics_path(run_dir), text.encode())
+
+
+def best_epoch(run_dir: Path) -> int:
+    """The epoch best.pt holds (0 before any): changes exactly when the model does, and survives a
+    git clone (file times do not), so stored features and layouts stay valid for the demo run."""
+    metrics = read_metrics(run_dir)
+    return int(metrics.loc[metrics["best"], "epoch"].iloc[-1]) if not metrics.empty else 0
 
 
 def log_tail(run_dir: Path, lines: int = 30) -> str:
@@ -117,3 +193,97 @@ def log_tail(run_dir: Path, lines: int = 30) -> str:
         return "\n".join(log_path(run_dir).read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return ""
+
+
+# ---------------------------------------------------------------- the run's items
+
+
+def dataset_root(source_path: str | Path) -> Path:
+    """The folder item paths are stored relative to: the source itself, or the folder of a CSV or npz."""
+    path = Path(source_path)
+    return path if path.is_dir() else path.parent
+
+
+def write_items(run_dir: Path, items: pd.DataFrame, root: Path) -> None:
+    """splits.csv from the run's items (manifest columns id, split, label, group, path, index,
+    source_split, hash), in the order of the image cache."""
+    table = items.rename(columns={"id": "item_id"}).reindex(columns=list(ITEM_COLUMNS))
+    table["path"] = [_relative(p, root) for p in table["path"]]
+    workspace.atomic_write_bytes(splits_path(run_dir), table.to_csv(index=False).encode())
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:  # a CSV may name files outside its folder
+        return str(path)
+
+
+def read_items(run_dir: Path, root: Path | None = None) -> pd.DataFrame | None:
+    """The run's items (paths made absolute against `root`, when given), or None before the run has
+    started. Runs made before splits.csv held paths give item_id and split only (see `has_paths`)."""
+    path = splits_path(run_dir)
+    if path.exists():
+        table = pd.read_csv(path, dtype={"item_id": str, "split": str, "label": str, "group": str,
+                                         "path": str, "source_split": str, "hash": str},
+                            keep_default_na=False, na_values={"group": [""], "source_split": [""]})
+        if has_paths(table):
+            table["index"] = table["index"].astype(int)
+            if root is not None:
+                table["path"] = [p if Path(p).is_absolute() else str(root / p) for p in table["path"]]
+        return table
+    if predictions_path(run_dir).exists():  # the oldest runs kept their split only there
+        return pd.read_parquet(predictions_path(run_dir), columns=["item_id", "split"])
+    return None
+
+
+def has_paths(items: pd.DataFrame) -> bool:
+    return "path" in items and "hash" in items and not items["path"].isna().any()
+
+
+def read_splits(run_dir: Path) -> pd.Series | None:
+    """Item id -> split as the run first drew it, or None before the run has started: a resume or a
+    later look must never draw them again, or items added to the dataset since would move test
+    images into training."""
+    items = read_items(run_dir)
+    return None if items is None else items.drop_duplicates("item_id").set_index("item_id")["split"]
+
+
+def write_predictions(path: Path, items: pd.DataFrame, classes: list[str], probs: np.ndarray) -> pd.DataFrame:
+    """item_id, split, label, group (and any other item columns given) and prob_<class> per class."""
+    table = items.reset_index(drop=True).copy()
+    for i, cls in enumerate(classes):
+        table[prob_column(cls)] = probs[:, i]
+    workspace.atomic_write(path, lambda handle: table.to_parquet(handle, index=False))
+    return table
+
+
+def read_predictions(run_dir: Path) -> pd.DataFrame:
+    path = predictions_path(run_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"{Path(run_dir).name} has no predictions yet: the run has not finished.")
+    return pd.read_parquet(path)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any], best: bool) -> None:
+    """Serialise once into last.pt; when this epoch is the best, best.pt becomes the same file
+    (published first, so a kill in between never leaves a last.pt that claims a best.pt not written)."""
+    import torch
+
+    workspace.atomic_write(checkpoint_path(run_dir, "last"), lambda handle: torch.save(state, handle),
+                           link_as=checkpoint_path(run_dir, "best") if best else None)
+
+
+def load_checkpoint(run_dir: Path, which: str = "best") -> dict[str, Any]:
+    import torch
+
+    state: dict[str, Any] = torch.load(checkpoint_path(run_dir, which), map_location="cpu", weights_only=True)
+    return state
+
+
+def clear_stale_temps(run_dir: Path) -> list[Path]:
+    """Temporary files a killed job left behind (a half-written checkpoint); cleared on resume."""
+    return workspace.clear_stale_temps(Path(run_dir))

@@ -37,7 +37,7 @@ def create_runs(config: dict) -> list[Path]:
         one = {**config, "seed": config["seed"] + i, "repeats": 1}
         run_dir = rundir.runs_root() / new_run_id(one)
         run_dir.mkdir(parents=True)
-        workspace.atomic_write_json(rundir.config_path(run_dir), one)
+        rundir.write_config(run_dir, one)
         rundir.write_status(run_dir, state="queued", created=time.time(), message="waiting to start")
         dirs.append(run_dir)
     return dirs

@@ -27,10 +27,6 @@ class SlurmError(RuntimeError):
     """The job cannot be written or submitted; the message says what to do."""
 
 
-def sbatch_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "job.sbatch"
-
-
 def _directives(run_dir: Path, partition, gpus, cpus, mem, time_limit, account, nodes) -> list[str]:
     """One torchrun launcher per node (ntasks-per-node=1); it starts one process per GPU."""
     options = {"job-name": f"lumen-{run_dir.name}", "output": rundir.log_path(run_dir), "open-mode": "append",
@@ -84,7 +80,7 @@ def write_sbatch(run_dir: Path, *, partition: str | None = None, gpus: int = 1, 
              f"export LUMEN_HOME={shlex.quote(str(workspace.home()))} PYTHONUNBUFFERED=1 OMP_NUM_THREADS={threads}",
              f"export SRUN_CPUS_PER_TASK={cpus}  # some SLURM versions do not pass --cpus-per-task on to srun",
              *_launch(run_dir, gpus, nodes, resume)]
-    path = sbatch_path(run_dir)
+    path = rundir.sbatch_path(run_dir)
     workspace.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     rundir.write_status(run_dir, scheduler="slurm", state="queued", pid=None, slurm_job_id=None, finished=None,
                         message=f"job script written: submit it with sbatch {path}")

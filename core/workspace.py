@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = PROJECT_ROOT / "assets" / "demo"
+TEMP_SUFFIX = ".tmp"  # of a file being written; one a killed writer left is cleared on resume
 
 
 def home() -> Path:
@@ -38,20 +42,73 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], link_as: Path | None = None) -> None:
+    """The one way Lumen writes a file: `write` fills a temporary file (a unique name in the same
+    folder), which is flushed to disk and renamed over `path`, and the folder is synced, so a reader
+    never sees half a file and a crash or power cut never leaves a torn one.
+
+    `link_as` also publishes the same file under a second name (timm's best-from-last checkpoint),
+    before `path` itself: a kill in between leaves the second name new and `path` old, never the
+    reverse."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a shared LUMEN_HOME needs the usual mode
+        if link_as is not None:
+            _publish_copy(Path(tmp), Path(link_as))
         os.replace(tmp, path)
+        _sync_folder(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def atomic_write_json(path: Path, obj) -> None:
+def _publish_copy(source: Path, target: Path) -> None:
+    """`target` becomes the same file as `source`: a hard link where the disk allows one, else a copy."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP_SUFFIX)
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder so a rename in it survives a power cut (not possible on every platform)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def clear_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files a killed writer left under `folder`; returns what went."""
+    stale = [p for p in Path(folder).rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_json(path: Path, obj: object) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())

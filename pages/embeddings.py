@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import annotations, embeddings, evaluation, rundir
+from core import annotations, embeddings, rundir
 from core.runconfig import dataset_spec
 from core.sources import SourceSpec
 from ui.gallery import image_grid
@@ -35,7 +35,7 @@ def _layout(run: str, stamp: int, method: str, splits: tuple, params: tuple, see
 def _decorate(frame: pd.DataFrame, preds: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     """Prediction, confidence and outcome per point, from the run's predictions."""
     probs = preds.set_index(["item_id", "split"]).loc[list(zip(frame["item_id"], frame["split"]))]
-    matrix = probs[[f"prob_{c}" for c in classes]].to_numpy()
+    matrix = probs[rundir.prob_columns(classes)].to_numpy()
     predicted = np.array(classes)[matrix.argmax(axis=1)]
     return frame.assign(predicted=predicted, confidence=matrix.max(axis=1),
                         outcome=np.where(predicted == frame["label"].to_numpy(), "correct", "wrong"))
@@ -147,7 +147,7 @@ if run_dir is None:
     st.stop()
 warm = embeddings.warm_up_umap()
 preds = predictions(run_dir)
-classes = evaluation.classes_of(preds)
+classes = rundir.classes_of(preds)
 stamp = checkpoint_stamp(run_dir)
 splits_present = [s for s in ("train", "val", "test") if (preds["split"] == s).any()]
 dataset_key = dataset_spec(rundir.read_config(run_dir)).path  # annotations belong to the dataset

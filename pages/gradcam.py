@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core import cam, evaluation
+from core import cam, evaluation, rundir
 from ui.cam_view import cam_for_item, item_pixels, mask_share, run_model, says_no_feature_map
 from ui.router import ensure_router
 from ui.runs_picker import pick_run, predictions
@@ -30,8 +30,8 @@ def _choose_set(preds: pd.DataFrame, run_dir, split: str) -> pd.DataFrame:
     kind = st.radio("Images", list(SETS), format_func=SETS.get, horizontal=True, key="cam_set")
     decided, positive, threshold = _decisions(rows, run_dir)
     is_pos = (rows["label"] == positive).to_numpy()
-    classes = evaluation.classes_of(preds)
-    argmax = np.array(classes)[rows[[f"prob_{c}" for c in classes]].to_numpy().argmax(axis=1)]
+    classes = rundir.classes_of(preds)
+    argmax = np.array(classes)[rows[rundir.prob_columns(classes)].to_numpy().argmax(axis=1)]
     if kind in ("fn", "fp"):
         st.caption(f"Positive class {positive} at threshold {threshold:.4f}"
                    + ("" if evaluation.load_operating_point(run_dir) else " (no saved operating point: 0.5)"))
@@ -61,7 +61,7 @@ def _batch(run_dir, manifest, chosen: pd.DataFrame, methods: list[str], fraction
             return
     classes = list(ckpt["classes"])
     # true → predicted under each picture: what the mistake was, not only where the model looked
-    predicted = np.asarray(classes)[chosen[[f"prob_{c}" for c in classes]].to_numpy().argmax(axis=1)]
+    predicted = np.asarray(classes)[chosen[rundir.prob_columns(classes)].to_numpy().argmax(axis=1)]
     inputs, images = zip(*(cam.model_input(pixels[item_id], ckpt) for item_id in chosen["item_id"]))
     x = torch.cat(inputs)
     targets = [classes.index(label) for label in chosen["label"]] if st.toggle(
@@ -100,7 +100,7 @@ single, batch = st.tabs(["One image", f"The set ({len(chosen)} images)"])
 with single:
     item_id = st.selectbox("Image", chosen["item_id"].tolist(), key="cam_one")
     pred = chosen[chosen["item_id"] == item_id].iloc[0]
-    cam_for_item(run_dir, manifest.set_index("id").loc[item_id], pred, evaluation.classes_of(preds), key="single")
+    cam_for_item(run_dir, manifest.set_index("id").loc[item_id], pred, rundir.classes_of(preds), key="single")
 with batch:
     cols = st.columns([3, 1])
     methods = cols[0].multiselect("Methods side by side", list(cam.METHODS), default=["GradCAM"], key="cam_methods")

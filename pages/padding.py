@@ -1,7 +1,7 @@
 """Padding: how each way of squaring a crop looks, before a model is trained on it.
 
-Every thumbnail comes from core.preprocess.prepare, the function training and Grad-CAM use, so
-what is shown here is exactly what the model will see.
+Every thumbnail comes from core.preprocess.Preprocessor, the object training and Grad-CAM use,
+so what is shown here is exactly what the model will see.
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def _thumbnails(path: str, index: int, split: str | None, content: str, size: in
     arr = load_item(path, index, split)
     shown = {"original": _jpeg(_display_original(arr))}
     for caption, (fit, pad_mode) in VARIANTS.items():
-        shown[caption] = _jpeg(preprocess.prepare(arr, size, pad_mode, fit))
+        shown[caption] = _jpeg(preprocess.Preprocessor(size, pad_mode, fit).image(arr))
     return shown
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import annotations, embeddings, evaluation, registry, rundir, workspace
+from core import annotations, embeddings, registry, rundir, workspace
 from core.runconfig import dataset_spec
 from core.export import safe_name
 from core.sources import SourceError, SourceSpec
@@ -159,7 +159,7 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
         _clear_button(store, key, item["item_id"], reader, role, known, current)
         _details_form(store, key, item["item_id"], reader, role, classes, set(manifest["id"]), current)
         if not blind:
-            probs = {c: float(item[f"prob_{c}"]) for c in classes}
+            probs = {c: float(item[rundir.prob_column(c)]) for c in classes}
             st.dataframe(pd.DataFrame({"class": list(probs), "probability": list(probs.values())}),
                          hide_index=True, width="stretch")
             others = store.current(key)
@@ -236,7 +236,7 @@ spec = dataset_spec(config)
 key = spec.path  # annotations belong to the dataset, whichever run is being reviewed
 store = _store(annotations.default_url())
 preds = predictions(run_dir)
-classes = evaluation.classes_of(preds)
+classes = rundir.classes_of(preds)
 manifest = run_manifest_or_stop(run_dir, preds)
 queue = decisions(preds, run_dir)
 blind = st.sidebar.toggle("Blind mode", key="rv_blind", help="Hide the model's prediction and other readers' labels.")

@@ -38,8 +38,8 @@ def _scores(run: str, mtime: float, positive: str, split: str, temperature: floa
     preds = predictions(Path(run))
     rows = preds[preds["split"] == split]
     if temperature != 1.0:
-        classes = evaluation.classes_of(preds)
-        probs = evaluation.apply_temperature(rows[[f"prob_{c}" for c in classes]].to_numpy(), temperature)
+        classes = rundir.classes_of(preds)
+        probs = evaluation.apply_temperature(rows[rundir.prob_columns(classes)].to_numpy(), temperature)
         return (rows["label"] == positive).to_numpy(), probs[:, classes.index(positive)]
     return evaluation.binary_scores(preds, positive, split)
 
@@ -48,9 +48,9 @@ def _scores(run: str, mtime: float, positive: str, split: str, temperature: floa
 def _temperature(run: str, mtime: float) -> float:
     preds = predictions(Path(run))
     val = preds[preds["split"] == "val"]
-    classes = evaluation.classes_of(preds)
+    classes = rundir.classes_of(preds)
     labels = pd.Categorical(val["label"], categories=classes).codes
-    return evaluation.fit_temperature(val[[f"prob_{c}" for c in classes]].to_numpy(), labels)
+    return evaluation.fit_temperature(val[rundir.prob_columns(classes)].to_numpy(), labels)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -130,7 +130,7 @@ if run_dir is None:
     st.stop()
 preds = predictions(run_dir)
 mtime = rundir.predictions_path(run_dir).stat().st_mtime
-classes = evaluation.classes_of(preds)
+classes = rundir.classes_of(preds)
 saved = evaluation.load_operating_point(run_dir) or {}
 splits = [s for s in ("val", "test", "train") if (preds["split"] == s).any()]
 

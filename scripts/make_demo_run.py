@@ -1,9 +1,8 @@
 """Regenerate the embedded demo run in assets/demo/runs/glomeruli-simple-cnn (the result is committed).
 
 Trains configs/demo_run.json (a small simple_cnn on the demo glomeruli, slide-grouped split) the
-way the app does, as a background run in a private workspace, then copies its run directory
-(config.json, status.json, metrics.jsonl, checkpoints/best.pt and last.pt, predictions.parquet,
-log.txt) into assets/ with the features and the layouts the Embeddings page opens with (PCA, UMAP
+way the app does, as a background run in a private workspace, then copies its run directory (the
+files core.rundir.shipped_files names) into assets/ with the features and the layouts the Embeddings page opens with (PCA, UMAP
 and t-SNE of all splits, of train and of test), so the demo draws them without computing.
 
 The config keeps its dataset path relative to the repository root (readers resolve it with
@@ -34,8 +33,6 @@ from core.runconfig import load_config  # noqa: E402
 CONFIG = ROOT / "configs" / "demo_run.json"
 TARGET = ROOT / "assets" / "demo" / "runs" / "glomeruli-simple-cnn"
 POSITIVE = "GS"
-FILES = ["config.json", "status.json", "metrics.jsonl", "checkpoints/best.pt", "checkpoints/last.pt",
-         "predictions.parquet", "log.txt"]
 LAYOUTS = [("train", "val", "test"), ("train",), ("test",)]  # the Embeddings page's default panels
 
 
@@ -53,10 +50,11 @@ def stage(run_dir: Path, target: Path) -> Path:
     """The contract's files, copied into a folder beside the target."""
     staging = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    for name in FILES:
-        (staging / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run_dir / name, staging / name)  # not copy2: workspace files are 0600
-    log = staging / "log.txt"  # names this machine's temporary run directory: say the committed one
+    for path in rundir.shipped_files(run_dir):
+        target_path = staging / path.relative_to(run_dir)
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target_path)  # not copy2: workspace files are 0600
+    log = rundir.log_path(staging)  # names this machine's temporary run directory: say the committed one
     log.write_text(log.read_text().replace(str(run_dir), str(target.relative_to(ROOT))))
     return staging
 
@@ -71,7 +69,7 @@ def precompute_layouts(run_dir: Path) -> None:
 def split_auc(predictions: pd.DataFrame, split: str) -> str:
     """The best model's ROC AUC on one split (positive class GS), with the split's size."""
     rows = predictions[predictions["split"] == split]
-    auc = roc_auc_score(rows["label"] == POSITIVE, rows[f"prob_{POSITIVE}"])
+    auc = roc_auc_score(rows["label"] == POSITIVE, rows[rundir.prob_column(POSITIVE)])
     return f"{split} AUC {auc:.3f} ({len(rows)} images, {(rows['label'] == POSITIVE).sum()} {POSITIVE})"
 
 

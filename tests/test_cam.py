@@ -9,6 +9,8 @@ import torch
 from PIL import Image
 
 from core import cam, train
+from core.preprocess import Preprocessor
+from core.runmodel import load_run_model, preprocessor_of
 from core.__main__ import main
 from core.images import load_array
 from core.models import build_model
@@ -85,7 +87,7 @@ def _inputs(ckpt: dict, n: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("method", list(cam.METHODS))
 def test_every_method_runs_on_a_real_run(cnn_run, method):
-    model, ckpt = train.load_run_model(cnn_run)
+    model, ckpt = load_run_model(cnn_run)
     x = _inputs(ckpt, 3)
     # Two passes for three images; ScoreCAM's batch also sizes its 256 masked copies per image.
     maps = cam.compute_cams(model, "simple_cnn", x, method, [0, 1, 0], batch_size=64 if method == "ScoreCAM" else 2)
@@ -95,7 +97,7 @@ def test_every_method_runs_on_a_real_run(cnn_run, method):
 
 @pytest.mark.parametrize("method", list(cam.METHODS))
 def test_every_method_runs_on_a_frozen_backbone(frozen_resnet_run, method):
-    model, ckpt = train.load_run_model(frozen_resnet_run)
+    model, ckpt = load_run_model(frozen_resnet_run)
     assert ckpt["config"]["model"]["freeze"]
     head = {id(p) for p in model.fc.parameters()}
     for p in model.parameters():  # as the frozen run trained it: only the head needs gradients
@@ -112,18 +114,18 @@ def test_every_method_runs_on_a_frozen_backbone(frozen_resnet_run, method):
 
 
 def test_input_matches_training_and_image_shows_the_padding(cnn_run):
-    model, ckpt = train.load_run_model(cnn_run)
+    model, ckpt = load_run_model(cnn_run)
     wide = np.full((20, 40, 3), 200, dtype=np.uint8)
     x, image = cam.model_input(wide, ckpt)
     assert x.shape == (1, 3, 32, 32) and image.shape == (32, 32, 3)
     assert (image[:7] == 0).all() and (image[12:20] == 200).all()  # zero padding above the strip
-    mean = torch.tensor(ckpt["norm"]["mean"]).view(3, 1, 1)
-    std = torch.tensor(ckpt["norm"]["std"]).view(3, 1, 1)
+    mean = torch.tensor(preprocessor_of(ckpt).mean).view(3, 1, 1)
+    std = torch.tensor(preprocessor_of(ckpt).std).view(3, 1, 1)
     assert torch.allclose(x[0] * std + mean, torch.from_numpy(image).permute(2, 0, 1).float() / 255, atol=1e-5)
 
 
 def test_bad_method_target_and_layer_are_refused(cnn_run):
-    model, ckpt = train.load_run_model(cnn_run)
+    model, ckpt = load_run_model(cnn_run)
     x = _inputs(ckpt, 1)
     with pytest.raises(ValueError, match="Unknown CAM method"):
         cam.compute_cams(model, "simple_cnn", x, "saliency")
@@ -138,7 +140,7 @@ def test_bad_method_target_and_layer_are_refused(cnn_run):
 
 def test_an_empty_selection_gives_empty_results(cnn_run):
     """A gallery of, say, every false negative may be empty."""
-    model, _ = train.load_run_model(cnn_run)
+    model, _ = load_run_model(cnn_run)
     none = torch.zeros(0, 3, 32, 32)
     assert cam.compute_cams(model, "simple_cnn", none, "gradcam", []).shape == (0, 32, 32)
     assert cam.confidence_drop(model, none, np.zeros((0, 32, 32), np.float32)).before.shape == (0,)
@@ -147,7 +149,7 @@ def test_an_empty_selection_gives_empty_results(cnn_run):
 # ---------------------------------------------------------------- sharing a cached model
 
 def test_threads_sharing_a_model_get_their_own_maps(cnn_run):
-    model, ckpt = train.load_run_model(cnn_run)
+    model, ckpt = load_run_model(cnn_run)
     x = _inputs(ckpt, 8)
     jobs = {"a": (x[:4], [0, 0, 0, 0]), "b": (x[4:], [1, 1, 1, 1])}
     expected = {k: cam.compute_cams(model, "simple_cnn", xs, "GradCAM", t) for k, (xs, t) in jobs.items()}
@@ -195,18 +197,18 @@ def test_mask_follows_the_image_geometry(tmp_path, values):
     raw = np.full((20, 40), values[0], dtype=np.uint8)
     raw[:, :20] = values[1]
     Image.fromarray(raw).save(tmp_path / "mask.png")
-    ckpt = {"config": {"preprocess": {"size": 20, "pad_mode": "edge", "fit": "pad"}}}
+    ckpt = {"preprocessor": Preprocessor(20, "edge", "pad").to_dict()}
     mask = cam.load_mask(tmp_path / "mask.png", ckpt)
     expected = np.zeros((20, 20), dtype=bool)
     expected[5:15, :10] = True  # 10 rows of padding above and below, halved by the resize
     np.testing.assert_array_equal(mask, expected)
     assert cam.mask_energy(np.ones((20, 20)), mask) == pytest.approx(0.25)
-    crop = cam.mask_like_input(raw, {"size": 20, "fit": "crop"})
+    crop = cam.mask_like_input(raw, Preprocessor(20, fit="crop"))
     assert crop[:, :10].all() and not crop[:, 10:].any()  # the centre 20x20 square is half mask
 
 
 def test_demo_mask_energy_is_a_share(cnn_run):
-    model, ckpt = train.load_run_model(cnn_run)
+    model, ckpt = load_run_model(cnn_run)
     result = cam.explain(model, ckpt, load_array(DEMO_IMAGE), "gradcam")
     mask = cam.load_mask(DEMO_MASK, ckpt)
     assert mask.shape == result.cam.shape and 0.3 < mask.mean() < 1

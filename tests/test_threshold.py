@@ -53,7 +53,7 @@ def test_suggested_threshold_applies_in_one_click(at):
     button = next(b for b in at.button if b.key == "thr_btn_Youden")
     button.click().run()
     assert not at.exception
-    preds = evaluation.load_predictions(rundir.runs_root() / "b-binary")
+    preds = rundir.read_predictions(rundir.runs_root() / "b-binary")
     from core import metrics
     is_pos, scores = evaluation.binary_scores(preds, "GS", "val")
     expected = metrics.youden_threshold(metrics.Curve.from_scores(is_pos, scores))
@@ -136,9 +136,9 @@ def test_a_threshold_saved_on_scaled_scores_decides_on_scaled_scores(home, monke
     from ui.review_queue import decisions
 
     run_dir = home / "runs" / "b-binary"
-    preds = evaluation.load_predictions(run_dir)
-    classes = evaluation.classes_of(preds)
-    probs = preds[[f"prob_{c}" for c in classes]].to_numpy()
+    preds = rundir.read_predictions(run_dir)
+    classes = rundir.classes_of(preds)
+    probs = preds[rundir.prob_columns(classes)].to_numpy()
     val = (preds["split"] == "val").to_numpy()
     temperature = evaluation.fit_temperature(probs[val], pd.Categorical(preds["label"][val], categories=classes).codes)
     raw, scaled = probs[:, 0], evaluation.apply_temperature(probs, temperature)[:, 0]

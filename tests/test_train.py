@@ -12,6 +12,9 @@ import pytest
 import torch
 
 from core import rundir, runs, train
+from core.runmodel import load_run_model
+from core.train import distributed
+from core.train.data import load_data
 from core.registry import DEMO_DATASETS
 from core.runconfig import ConfigError, make_config
 from tests.conftest import ROOT
@@ -45,12 +48,12 @@ def test_tiny_run_writes_every_artifact(tmp_path):
     assert len(predictions) == 300 and set(predictions["split"]) == {"train", "val", "test"}
     probs = predictions[["prob_GS", "prob_nonGS"]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
-    model, ckpt = train.load_run_model(run_dir)
+    model, ckpt = load_run_model(run_dir)
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
 def test_grouped_split_keeps_slides_apart(tmp_path):
-    data = train.load_data(tiny_config())
+    data = load_data(tiny_config())
     per_group = data.items.groupby("group")["split"].nunique()
     assert (per_group == 1).all()
 
@@ -105,7 +108,7 @@ def test_killed_run_shows_failed_and_resumes_to_the_same_epochs():
     final = runs.wait(run_dir, timeout=300)
     assert final["state"] == "finished", rundir.log_tail(run_dir)
     assert rundir.read_metrics(run_dir)["epoch"].tolist() == [1, 2, 3, 4]
-    model, ckpt = train.load_run_model(run_dir, "best")
+    model, ckpt = load_run_model(run_dir, "best")
     assert ckpt["epoch"] in (1, 2, 3, 4)
 
 
@@ -164,17 +167,17 @@ def test_delete_is_for_admins_and_finished_runs(tmp_path):
 
 def test_torchrun_processes_agree_on_stopping_every_few_batches(monkeypatch):
     agreed = []
-    monkeypatch.setattr(train, "_agree", lambda flag, world: agreed.append(flag) or flag)
-    check = train.stop_poll(lambda: True, world=2, every=3)
+    monkeypatch.setattr(distributed, "agree", lambda flag, world: agreed.append(flag) or flag)
+    check = distributed.stop_poll(lambda: True, world=2, every=3)
     assert [check() for _ in range(7)] == [True, False, False, True, False, False, True]
     assert len(agreed) == 3  # one broadcast per 3 batches, not per batch
     alone = lambda: False  # noqa: E731
-    assert train.stop_poll(alone, world=1) is alone
+    assert distributed.stop_poll(alone, world=1) is alone
 
 
 def test_batches_come_from_the_memory_mapped_cache_channels_last():
-    data = train.load_data(tiny_config())
-    data = train.load_data(tiny_config())  # the second time from the cache file
+    data = load_data(tiny_config())
+    data = load_data(tiny_config())  # the second time from the cache file
     assert isinstance(data.pixels, np.memmap)  # not copied into RAM
     batch = data.batch(np.array([5, 0, 3]))
     assert batch.shape == (3, data.channels, *data.pixels.shape[1:3]) and batch.dtype == torch.uint8
@@ -208,9 +211,9 @@ def test_a_run_keeps_its_splits_when_images_are_added(tmp_path):
     assert len(first) == 60 and (run_dir / "splits.csv").exists()
     for path in sorted((ROOT / "assets" / "demo" / "glomeruli" / "images" / "nonGS").glob("*.jpg"))[30:60]:
         shutil.copy(path, folder / "nonGS" / path.name)
-    redrawn = train.load_data(config).items.set_index("id")["split"]
+    redrawn = load_data(config).items.set_index("id")["split"]
     assert (redrawn.reindex(first.index) != first).any()  # drawing again would move items
-    kept = train.load_data(config, splits=first).items.set_index("id")["split"]
+    kept = load_data(config, splits=first).items.set_index("id")["split"]
     assert kept.sort_index().equals(first.sort_index())  # the new images stay out of this run
 
 
@@ -227,7 +230,7 @@ def test_a_class_missing_from_validation_is_refused_with_the_way_out(tmp_path):
         shutil.move(path, folder / "val" / "nonGS" / path.name)
     config = tiny_config(dataset={"name": "copy", "source": {"path": str(folder), "kind": "folder"}})
     with pytest.raises(ConfigError, match="No val image of class GS: the dataset's own splits lack it"):
-        train.load_data(config)
+        load_data(config)
 
 
 def test_an_image_that_cannot_be_decoded_is_named(tmp_path):
@@ -236,7 +239,7 @@ def test_an_image_that_cannot_be_decoded_is_named(tmp_path):
     victim.write_bytes(victim.read_bytes()[:3000])  # the header survives, the pixels do not
     config = tiny_config(dataset={"name": "copy", "source": {"path": str(folder), "kind": "folder"}})
     with pytest.raises(OSError, match=victim.name):
-        train.load_data(config)
+        load_data(config)
 
 
 def test_time_left_after_a_resume_counts_only_the_epochs_trained_since():

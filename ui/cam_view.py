@@ -9,11 +9,11 @@ import streamlit as st
 
 from core import cam, rundir
 from core.images import load_item
+from core.runmodel import load_run_model
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the run's best model…")
 def _model(run: str, stamp: int):
-    from core.train import load_run_model
     return load_run_model(Path(run))
 
 

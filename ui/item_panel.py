@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import evaluation
+from core import rundir
 
 
 def item_panel(run_dir, manifest: pd.DataFrame, preds: pd.DataFrame, item_id: str, split: str) -> None:
@@ -13,8 +13,8 @@ def item_panel(run_dir, manifest: pd.DataFrame, preds: pd.DataFrame, item_id: st
 
     row = manifest.set_index("id").loc[item_id]
     pred = preds[(preds["item_id"] == item_id) & (preds["split"] == split)].iloc[0]
-    classes = evaluation.classes_of(preds)
-    probs = [float(pred[f"prob_{c}"]) for c in classes]
+    classes = rundir.classes_of(preds)
+    probs = [float(pred[rundir.prob_column(c)]) for c in classes]
     with st.container(border=True):
         st.markdown(f"**{item_id}** · {split} · true label **{pred['label']}** · predicted "
                     f"**{classes[max(range(len(probs)), key=probs.__getitem__)]}**")

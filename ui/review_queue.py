@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core import evaluation
+from core import evaluation, rundir
 
 SORTS = {"likely label error": "confident and wrong first", "uncertainty": "closest to the decision first",
          "confidence": "most confident first", "item": "by item id"}
@@ -14,8 +14,8 @@ def decisions(preds: pd.DataFrame, run_dir) -> pd.DataFrame:
     """Each prediction with predicted label, confidence, margin to the decision and outcome.
 
     Binary runs decide at the saved operating point (TP/FP/FN/TN); several classes by argmax."""
-    classes = evaluation.classes_of(preds)
-    probs = preds[[f"prob_{c}" for c in classes]].to_numpy()
+    classes = rundir.classes_of(preds)
+    probs = preds[rundir.prob_columns(classes)].to_numpy()
     if len(classes) == 2:
         positive, threshold, score = evaluation.saved_decision(preds, run_dir)
         negative = next(c for c in classes if c != positive)

@@ -7,7 +7,6 @@ import pandas as pd
 import streamlit as st
 
 from core import rundir
-from core.evaluation import load_predictions
 
 RUN_KEY = "analysis_run"
 
@@ -20,7 +19,7 @@ def finished_runs() -> list[Path]:
 
 @st.cache_data(max_entries=16, show_spinner="Loading predictions…")
 def _predictions(path: str, mtime: float) -> pd.DataFrame:
-    return load_predictions(Path(path))
+    return rundir.read_predictions(Path(path))
 
 
 def predictions(run_dir: Path) -> pd.DataFrame:
