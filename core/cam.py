@@ -27,7 +27,8 @@ import torch
 from PIL import Image
 from pytorch_grad_cam import (EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM,
                               XGradCAM)
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric, RemoveMostRelevantFirst
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 from torch import nn
 
 from core.images import as_rgb, load_array
@@ -257,38 +258,41 @@ class Faithfulness:
                 f"{np.mean(self.drop_random):.3f}.")
 
 
-def _replace(inputs: torch.Tensor, hide: torch.Tensor) -> torch.Tensor:
-    """Inputs with the hidden pixels (N, S*S bool) set to each image's per-channel mean."""
-    mean = inputs.mean(dim=(2, 3), keepdim=True)
-    return torch.where(hide.view(len(inputs), 1, *inputs.shape[-2:]), mean, inputs)
+def _mean_imputer(image: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The image (C, S, S) with the pixels not kept set to its per-channel mean."""
+    mean = image.mean(dim=(1, 2), keepdim=True)
+    return torch.where(keep.bool().unsqueeze(0), image, mean)
 
 
 def confidence_drop(model: nn.Module, inputs: torch.Tensor, cams: np.ndarray, targets: list[int] | None = None,
                     fraction: float = 0.2, seed: int = 0) -> Faithfulness:
     """How much the target-class score falls when the top `fraction` of CAM pixels are hidden.
 
-    A random set of the same size is hidden too: a map is only informative when its pixels hurt
-    the score clearly more than random ones (hiding anything at all usually costs a little).
+    pytorch-grad-cam's perturbation metric (RemoveMostRelevantFirst) does the hiding, with each
+    image's mean colour as the filler. A random set of the same size is hidden too, through the
+    same metric fed uniform noise as the map: a map is only informative when its pixels hurt the
+    score clearly more than random ones (hiding anything at all usually costs a little).
     targets: class per image, or None for each image's predicted class.
     """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be between 0 and 1, not {fraction}.")
     inputs = inputs.detach().cpu()
-    n, pixels = len(inputs), inputs.shape[-1] * inputs.shape[-2]
+    n = len(inputs)
     if cams.shape != (n,) + tuple(inputs.shape[-2:]):
         raise ValueError(f"Expected {n} maps of {tuple(inputs.shape[-2:])}, got {cams.shape}.")
-    k = max(1, round(fraction * pixels))
     before = predict_proba(model, inputs)
-    targets = before.argmax(1) if targets is None else np.asarray(targets)
-    salient = torch.zeros(n, pixels, dtype=torch.bool)
-    salient.scatter_(1, torch.from_numpy(cams.reshape(n, pixels)).topk(k, dim=1).indices, True)
-    gen = torch.Generator().manual_seed(seed)
-    random = torch.zeros(n, pixels, dtype=torch.bool)
-    random.scatter_(1, torch.rand(n, pixels, generator=gen).argsort(dim=1)[:, :k], True)
+    classes = before.argmax(1) if targets is None else np.asarray(targets, dtype=int)
     rows = np.arange(n)
-    return Faithfulness(fraction, before[rows, targets],
-                        predict_proba(model, _replace(inputs, salient))[rows, targets],
-                        predict_proba(model, _replace(inputs, random))[rows, targets])
+    if n == 0:
+        return Faithfulness(fraction, before[rows, classes], before[rows, classes], before[rows, classes])
+    metric = PerturbationConfidenceMetric(RemoveMostRelevantFirst(100 * (1 - fraction), _mean_imputer))
+    softmax_targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in classes]
+    noise = np.random.default_rng(seed).random(cams.shape, dtype=np.float32)
+    with model_lock(model), _explaining(model):
+        device = _device(model)
+        scores = [metric(inputs.to(device), maps.astype(np.float32), softmax_targets, model, return_diff=False)
+                  for maps in (cams, noise)]
+    return Faithfulness(fraction, before[rows, classes], *(np.asarray(s, dtype=np.float32) for s in scores))
 
 
 def mask_energy(cam: np.ndarray, mask: np.ndarray) -> float:
