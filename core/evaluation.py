@@ -162,7 +162,10 @@ def expected_calibration_error(is_positive: np.ndarray, scores: np.ndarray, bins
 
 
 def brier(is_positive: np.ndarray, scores: np.ndarray) -> float:
-    return float(np.mean((scores - is_positive.astype(float)) ** 2)) if len(scores) else float("nan")
+    """Mean squared distance of the scores from the outcomes; NaN for no items (scikit-learn refuses them)."""
+    from sklearn.metrics import brier_score_loss
+
+    return float(brier_score_loss(is_positive, scores, pos_label=True)) if len(scores) else float("nan")
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
