@@ -120,6 +120,22 @@ def _annotations_command(args) -> int:
     return 0
 
 
+def _corrected_labels_command(args: argparse.Namespace) -> int:
+    """Write a run's corrected-labels CSV, the file the Review page writes (core.review)."""
+    from core import annotations
+    from core.review import write_corrected_labels
+
+    out = Path(args.out)
+    try:
+        counts = write_corrected_labels(annotations.open_store(), Path(args.run_dir), out)
+    except (FileNotFoundError, annotations.AnnotationError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{counts['written']} items written to {out} ({counts['changed']} relabelled, {counts['excluded']} "
+          f"excluded, {counts['uncertain']} uncertain left out)")
+    return 0
+
+
 def _embed_command(args) -> int:
     """Write a 2-D layout of a run's features (item_id, split, label, x, y) as CSV or parquet."""
     from core import rundir
@@ -209,13 +225,18 @@ def main(argv=None) -> int:
                               help="continue from the run's last checkpoint")
     slurm_parser.add_argument("--submit", action="store_true", help="submit it with sbatch (on the login node)")
     slurm_parser.set_defaults(handler=_slurm_command)
-    notes_parser = commands.add_parser("annotations", help="the review store: export annotations")
+    notes_parser = commands.add_parser("annotations", help="the review store: export annotations, corrected labels")
     notes_commands = notes_parser.add_subparsers(dest="action", required=True)
     export_parser = notes_commands.add_parser("export", help="current annotations per item and reader")
     export_parser.add_argument("--out", required=True, help="the file to write")
     export_parser.add_argument("--format", choices=["csv", "json"], help="default: from --out's suffix, else csv")
     export_parser.add_argument("--dataset", help="one dataset or run key (default: all)")
     export_parser.set_defaults(handler=_annotations_command)
+    corrected_parser = notes_commands.add_parser("corrected-labels", help="a run's dataset with the readers' "
+                                                 "corrections, as a CSV source (as the Review page writes it)")
+    corrected_parser.add_argument("run_dir")
+    corrected_parser.add_argument("--out", required=True, help="the CSV to write")
+    corrected_parser.set_defaults(handler=_corrected_labels_command)
     embed_parser = commands.add_parser("embed", help="2-D layout of a run's learned features (UMAP, t-SNE, PCA)")
     embed_parser.add_argument("run_dir")
     embed_parser.add_argument("--method", default="umap", help="umap, tsne or pca")

@@ -35,18 +35,13 @@ from sqlalchemy import (Column, DateTime, Engine, Index, Integer, MetaData, Stri
 from sqlalchemy.exc import NoSuchModuleError, OperationalError
 
 from core import workspace
+from core.roles import require
 
 FLAGS = ("artifact", "poor staining", "out of focus", "not the target structure")
 SPECIAL_LABELS = ("uncertain", "exclude")
 STATUSES = ("reviewed", "skipped", "to review")  # "to review": tagged from the embedding map
 FIELDS = ("label", "confidence", "note", "flags", "status", "adjudicated")
 CLEARABLE = ("label", "confidence", "status")  # what Store.clear withdraws; a cleared value is stored as null
-ROLES = ("viewer", "annotator", "admin")
-PERMISSIONS = {
-    "viewer": {"browse"},
-    "annotator": {"browse", "annotate"},
-    "admin": {"browse", "annotate", "adjudicate", "launch runs", "delete runs"},
-}
 NOTE_MAX = 10_000
 RETRIES = 5  # attempts at a write that found the database busy
 DEFAULT_POLICY = ("adjudicated", "majority", "dataset")
@@ -69,16 +64,6 @@ events = Table(
 
 class AnnotationError(ValueError):
     """An annotation that cannot be stored; the message says why."""
-
-
-def require(role: str, action: str) -> None:
-    """Refuse an action the role may not take (the pages hide it too; this is the real check)."""
-    if role not in PERMISSIONS:
-        raise PermissionError(f"Unknown role '{role}': roles are {', '.join(ROLES)}.")
-    if action not in PERMISSIONS[role]:
-        needed = next(r for r in ROLES if action in PERMISSIONS[r])
-        article = "An" if role[0] in "aeiou" else "A"
-        raise PermissionError(f"{article} {role} cannot {action}; that needs the {needed} role.")
 
 
 # ---------------------------------------------------------------- engine

@@ -14,21 +14,19 @@ from scipy.optimize import minimize_scalar
 
 from core import metrics, rundir, workspace
 
-load_predictions = rundir.read_predictions
-classes_of = rundir.classes_of
 
 
 def default_positive(predictions: pd.DataFrame) -> str:
     """The rarer class: in a screening question that is usually the finding (GS, tumour, ...)."""
     counts = predictions["label"].value_counts()
-    return str(counts.idxmin()) if len(counts) else classes_of(predictions)[-1]
+    return str(counts.idxmin()) if len(counts) else rundir.classes_of(predictions)[-1]
 
 
 def binary_scores(predictions: pd.DataFrame, positive: str, split: str | None = None):
     """(is_positive, score) of the positive class, one-vs-rest, for one split or all."""
     rows = predictions if split is None else predictions[predictions["split"] == split]
     if rundir.prob_column(positive) not in rows:
-        raise ValueError(f"Unknown class '{positive}': the run's classes are {', '.join(classes_of(predictions))}.")
+        raise ValueError(f"Unknown class '{positive}': the run's classes are {', '.join(rundir.classes_of(predictions))}.")
     return (rows["label"] == positive).to_numpy(), rows[rundir.prob_column(positive)].to_numpy(dtype=np.float64)
 
 
@@ -74,7 +72,7 @@ def saved_decision(predictions: pd.DataFrame, run_dir: Path) -> tuple[str, float
     the rarer class at 0.5 on the raw scores. Review, Grad-CAM and the command line all decide here."""
     point = load_operating_point(run_dir) or {}
     positive = point.get("positive_class") or default_positive(predictions)
-    classes = classes_of(predictions)
+    classes = rundir.classes_of(predictions)
     probs = predictions[rundir.prob_columns(classes)].to_numpy(dtype=np.float64)
     temperature = float(point.get("temperature", 1.0))
     if temperature != 1.0:
@@ -86,7 +84,7 @@ def evaluate_run(run_dir: Path, split: str = "test", threshold: float | None = N
                  positive: str | None = None) -> dict:
     """The command line's report: at the given threshold on raw scores, else at the saved one on the
     scores it was chosen on (temperature-scaled when it was), else at 0.5."""
-    predictions = load_predictions(run_dir)
+    predictions = rundir.read_predictions(run_dir)
     saved = load_operating_point(run_dir) or {}
     positive = positive or saved.get("positive_class") or default_positive(predictions)
     if split not in set(predictions["split"]):
@@ -111,7 +109,7 @@ def multiclass_confusion(predictions: pd.DataFrame, split: str, thresholds: dict
                          fallback: str | None = None) -> tuple[list[str], np.ndarray]:
     """K x K counts, rows true, columns predicted: by the largest probability, or with per-class
     thresholds (see `decide`) when they are given."""
-    classes = classes_of(predictions)
+    classes = rundir.classes_of(predictions)
     rows = predictions[predictions["split"] == split]
     probs = rows[rundir.prob_columns(classes)].to_numpy()
     if thresholds:
@@ -152,7 +150,10 @@ def expected_calibration_error(is_positive: np.ndarray, scores: np.ndarray, bins
 
 
 def brier(is_positive: np.ndarray, scores: np.ndarray) -> float:
-    return float(np.mean((scores - is_positive.astype(float)) ** 2)) if len(scores) else float("nan")
+    """Mean squared distance of the scores from the outcomes; NaN for no items (scikit-learn refuses them)."""
+    from sklearn.metrics import brier_score_loss
+
+    return float(brier_score_loss(is_positive, scores, pos_label=True)) if len(scores) else float("nan")
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:

@@ -21,6 +21,7 @@ from typing import Callable
 import pandas as pd
 
 from core import rundir, slurm, workspace
+from core.roles import require
 from core.runconfig import make_config
 
 
@@ -215,8 +216,6 @@ def compare(run_dirs: list[Path]) -> pd.DataFrame:
 def delete(run_dir: Path, role: str = "admin") -> None:
     """Remove a run directory for good: admins only, never an active run or the embedded demo."""
     import shutil
-
-    from core.annotations import require
 
     require(role, "delete runs")
     run_dir = Path(run_dir)

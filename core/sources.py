@@ -6,7 +6,9 @@ does not exist, an unknown label or split). `core.scanning` then reads the files
 """
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -96,6 +98,47 @@ def list_items(spec: SourceSpec) -> pd.DataFrame:
     if table.empty:
         raise SourceError(f"{spec.path} holds no images (PNG, JPEG, TIFF or BMP).")
     return _mark_listing_problems(table, spec)
+
+
+def source_signature(spec: SourceSpec) -> str:
+    """A fingerprint that changes when a file comes, goes or is renamed anywhere in the source, cheap
+    enough for every page run (a cache key): a folder's modification time changes when an entry of it
+    does, so the times of the folders tell, without a stat of every file. A CSV or npz file adds its
+    own time and size; a CSV's folder, where its relative paths point, is walked like a folder source."""
+    path = Path(spec.path)
+    try:
+        kind = spec.resolved_kind()
+        stat = path.stat()
+    except (OSError, SourceError):
+        return "unreadable"  # listing says why
+    digest = hashlib.blake2b(digest_size=16)
+    if kind != "folder":
+        digest.update(f"{stat.st_mtime_ns}:{stat.st_size}\n".encode())
+    if kind != "npz":
+        for line in _folder_times(path if kind == "folder" else path.parent):
+            digest.update(line)
+    return digest.hexdigest()
+
+
+def _folder_times(root: Path) -> Iterator[bytes]:
+    """A line (path, modification time) for ``root`` and every folder under it; hidden folders are
+    skipped as listing skips them, and a folder reached twice through a symlink counts once."""
+    seen: set[tuple[int, int]] = set()
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            stat = os.stat(folder)
+            if (stat.st_dev, stat.st_ino) in seen:
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
+            with os.scandir(folder) as entries:
+                stack.extend(sorted((e.path for e in entries if not e.name.startswith(".") and e.is_dir()),
+                                    reverse=True))
+        except OSError:
+            yield f"{folder}\0unreadable\n".encode()
+            continue
+        yield f"{folder}\0{stat.st_mtime_ns}\n".encode()
 
 
 def _mark_listing_problems(table: pd.DataFrame, spec: SourceSpec) -> pd.DataFrame:

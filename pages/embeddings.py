@@ -8,8 +8,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import annotations, embeddings, rundir
-from core.runconfig import dataset_spec
+from core import annotations, embeddings, roles, rundir
+from core.review import annotation_key
 from core.sources import SourceSpec
 from ui.gallery import image_grid
 from ui.identity import current_reader
@@ -49,13 +49,13 @@ def _review_status(frame: pd.DataFrame, dataset_key: str) -> pd.Series:
 
 
 def _tag_for_review(dataset_key: str, ids: list[str], classes: list[str]) -> None:
-    reader, role = current_reader()
+    me = current_reader()
     if st.button(f"Tag these {len(ids):,} items for review", icon=":material/flag:", key="emb_tag",
-                 disabled=not reader or role == "viewer",
-                 help=None if reader else "Type your name in the sidebar first."):
+                 disabled=not me.name or not roles.may(me, "annotate"),
+                 help=None if me.name else "Type your name in the sidebar first."):
         store = annotations.open_store()
         for item_id in ids:
-            store.annotate(dataset_key, item_id, reader, status="to review", classes=classes, role=role)
+            store.annotate(dataset_key, item_id, me.name, status="to review", classes=classes, role=me.role)
         st.toast(f"Tagged {len(ids):,} items: filter on them in Review ('to review').")
 
 
@@ -150,7 +150,7 @@ preds = predictions(run_dir)
 classes = rundir.classes_of(preds)
 stamp = checkpoint_stamp(run_dir)
 splits_present = [s for s in ("train", "val", "test") if (preds["split"] == s).any()]
-dataset_key = dataset_spec(rundir.read_config(run_dir)).path  # annotations belong to the dataset
+dataset_key = annotation_key(rundir.read_config(run_dir))  # annotations belong to the dataset
 
 cols = st.columns([1, 1, 1, 1, 2])
 method = cols[0].selectbox("Method", list(METHOD_NAMES), format_func=METHOD_NAMES.get, key="emb_method")

@@ -6,13 +6,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import annotations, embeddings, registry, rundir, workspace
-from core.runconfig import dataset_spec
+from core import annotations, embeddings, registry, roles, rundir, workspace
 from core.export import safe_name
+from core.review import annotation_key
 from core.sources import SourceError, SourceSpec
 from ui.cam_view import cam_for_item, readable_pixels
 from ui.gallery import image_grid
-from ui.hotkeys import enable_hotkeys, label_shortcut
+from ui.hotkeys import CLEAR_KEY, NEXT_KEY, PREVIOUS_KEY, label_shortcut
 from ui.identity import current_reader
 from ui.review_queue import SORTS, decisions, sort_queue
 from ui.router import ensure_router
@@ -76,9 +76,8 @@ def _label_buttons(store, key, item_id, reader, role, classes, known, total) -> 
     options = [*classes, *annotations.SPECIAL_LABELS]
     cols = st.columns(2)
     for i, label in enumerate(options, start=1):
-        digit = label_shortcut(i)
-        if cols[(i - 1) % 2].button(f"{digit} · {label}" if digit else label, key=f"rv_label_{label}", width="stretch",
-                      disabled=role == "viewer" or not reader):
+        if cols[(i - 1) % 2].button(label, key=f"rv_label_{label}", width="stretch", shortcut=label_shortcut(i),
+                                    disabled=not roles.may(role, "annotate") or not reader):
             try:
                 store.annotate(key, item_id, reader, label=label, status="reviewed", classes=classes,
                                known_items=known, role=role)
@@ -91,8 +90,8 @@ def _label_buttons(store, key, item_id, reader, role, classes, known, total) -> 
 
 def _clear_button(store, key, item_id, reader, role, known, current: dict) -> None:
     """Undo for a mis-click: the item goes back to "not yet labelled by me"; the trail keeps the old label."""
-    if st.button("Clear my label", icon=":material/backspace:", key="rv_clear", width="stretch",
-                 disabled=role == "viewer" or not reader or not current.get("label"),
+    if st.button("Clear my label", icon=":material/backspace:", key="rv_clear", width="stretch", shortcut=CLEAR_KEY,
+                 disabled=not roles.may(role, "annotate") or not reader or not current.get("label"),
                  help="Withdraws your label, confidence and review status for this item (key: Backspace). "
                       "The audit trail keeps what was there."):
         try:
@@ -109,7 +108,7 @@ def _details_form(store, key, item_id, reader, role, classes, known, current: di
         confidence = c[0].select_slider("Your confidence", [1, 2, 3, 4, 5], value=current.get("confidence") or 3)
         flags = c[1].multiselect("Flags", annotations.FLAGS, default=current.get("flags") or [])
         note = st.text_area("Note", value=current.get("note") or "", height=80)
-        if st.form_submit_button("Save details", disabled=role == "viewer" or not reader):
+        if st.form_submit_button("Save details", disabled=not roles.may(role, "annotate") or not reader):
             try:
                 store.annotate(key, item_id, reader, confidence=int(confidence), flags=flags, note=note,
                                classes=classes, known_items=known, role=role)
@@ -128,14 +127,14 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
         mine["item_id"] == item["item_id"]).any() else {}
     nav = st.columns([1, 4, 1])
     nav[0].button("Previous", icon=":material/arrow_back:", on_click=_move, args=(-1, total), key="rv_prev",
-                  width="stretch")
+                  width="stretch", shortcut=PREVIOUS_KEY)
     shown_id = item["item_id"].rsplit("/", 1)[-1] if blind else item["item_id"]  # class folders name the label
     nav[1].markdown(f"**{position + 1} of {total:,}** · `{shown_id}` · {item['split']}"
                     + ("" if blind else f" · dataset label **{item['label']}** · model **{item['predicted']}** "
                        f"({item['confidence']:.2f}, {item['outcome']})")
                     + (f" · your label: **{current['label']}**" if current.get("label") else ""))
     nav[2].button("Next", icon=":material/arrow_forward:", on_click=_move, args=(1, total), key="rv_next",
-                  width="stretch")
+                  width="stretch", shortcut=NEXT_KEY)
     left, right = st.columns([3, 2])
     with left:
         zoom = st.slider("Zoom", 1.0, 4.0, 1.0, 0.5, key="rv_zoom")
@@ -189,7 +188,7 @@ def _agreement(store, key, queue, reader, role, classes) -> None:
     queue_table = annotations.disagreements(store, key)
     st.markdown(f"**Disagreements to adjudicate** ({len(queue_table)})")
     st.dataframe(queue_table, hide_index=True, width="stretch")
-    if role == "admin" and not queue_table.empty:
+    if roles.may(role, "adjudicate") and not queue_table.empty:
         c = st.columns([3, 2, 1])
         item = c[0].selectbox("Item", queue_table["item_id"], key="rv_adj_item")
         final = c[1].selectbox("Final label", [*classes, *annotations.SPECIAL_LABELS], key="rv_adj_label")
@@ -227,20 +226,19 @@ def _export(store, key, manifest, dataset_name) -> None:
 
 
 st.title("Review")
-reader, role = current_reader()
+me = current_reader()
+reader, role = me.name, me.role
 run_dir = pick_run()
 if run_dir is None:
     st.stop()
 config = rundir.read_config(run_dir)
-spec = dataset_spec(config)
-key = spec.path  # annotations belong to the dataset, whichever run is being reviewed
+key = annotation_key(config)  # annotations belong to the dataset, whichever run is being reviewed
 store = _store(annotations.default_url())
 preds = predictions(run_dir)
 classes = rundir.classes_of(preds)
 manifest = run_manifest_or_stop(run_dir, preds)
 queue = decisions(preds, run_dir)
 blind = st.sidebar.toggle("Blind mode", key="rv_blind", help="Hide the model's prediction and other readers' labels.")
-enable_hotkeys()
 
 browse, agree, audit, export = st.tabs(["Browse and label", "Agreement", "Audit trail", "Export"])
 with browse:

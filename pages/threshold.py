@@ -12,13 +12,14 @@ import pandas as pd
 import streamlit as st
 
 from core import evaluation, metrics, rundir
+from core.review import with_predicted_items
 from core.runconfig import dataset_spec
 from core.sources import SourceError
 from ui import threshold_figures as figs
 from ui.gallery import image_grid
 from ui.router import ensure_router
 from ui.runs_picker import pick_run, predictions
-from ui.state import load_manifest, with_predicted_items
+from ui.state import load_manifest
 
 ensure_router()
 

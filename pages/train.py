@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import rundir, runs
+from core import roles, rundir, runs
 from core.runconfig import ConfigError
 from core.scanning import usable
 from core.sources import SourceError
@@ -67,10 +67,10 @@ def _actions(run_dir: Path, current: dict) -> None:
             runs.resume(run_dir)
             st.toast("Resumed from the last finished epoch.")
             st.rerun()
-    if role == "admin" and state not in rundir.ACTIVE and run_dir not in rundir.demo_runs():
+    if roles.may(me, "delete runs") and state not in rundir.ACTIVE and run_dir not in rundir.demo_runs():
         if row.button("Delete run", icon=":material/delete:", key=f"delete_{run_dir.name}"):
             try:
-                runs.delete(run_dir, role)
+                runs.delete(run_dir, me.role)
             except (ValueError, PermissionError) as exc:
                 st.error(str(exc))
             else:
@@ -149,8 +149,8 @@ def _why_it_cannot_train(name: str, spec) -> str | None:
 
 st.title("Train")
 name, spec = current_dataset()
-reader, role = current_reader() if login_configured() else ("", "admin")
-may_launch = role == "admin"
+me = current_reader() if login_configured() else roles.Identity("", roles.TRUSTED_ROLE)
+may_launch = roles.may(me, "launch runs")
 if may_launch:
     with st.expander("New run", expanded=not any(rundir.runs_root().iterdir())):
         overrides = run_config_form(name, spec, blocked=_why_it_cannot_train(name, spec))

@@ -63,3 +63,53 @@ def test_scan_names_the_classes_of_an_npz():
     assert json.loads(named.stdout)["classes"] == {"benign": 570, "malignant": 210}
     short = run_cli("scan", npz, "--class-names", "malignant", "--no-verify", "--json")
     assert short.returncode == 2 and short.stderr.startswith("error: 1 class names given")
+
+
+def _demo_run_with_corrections():
+    """The embedded demo run, with one item relabelled by two readers and one excluded by an admin."""
+    from core import annotations, rundir
+    from core.review import annotation_key
+
+    run_dir = rundir.demo_runs()[0]
+    key = annotation_key(rundir.read_config(run_dir))
+    first, second = rundir.read_predictions(run_dir).query("label == 'GS'")["item_id"].iloc[:2]
+    store = annotations.open_store()
+    for reader in ("Dr A", "Dr B"):
+        store.annotate(key, first, reader, label="nonGS", classes=["GS", "nonGS"])
+    store.adjudicate(key, second, "Dr Admin", "exclude", classes=["GS", "nonGS"])
+    return run_dir, store, key, first, second
+
+
+def test_corrected_labels_from_the_command_line_are_the_review_pages_file(tmp_path, capsys):
+    import pandas as pd
+
+    from core import rundir
+    from core.__main__ import main
+    from core.annotations import corrected_labels_csv
+    from core.review import with_predicted_items
+    from core.runconfig import dataset_spec
+    from core.scanning import scan
+
+    run_dir, store, key, relabelled, excluded = _demo_run_with_corrections()
+    out = tmp_path / "labels.csv"
+    assert main(["annotations", "corrected-labels", str(run_dir), "--out", str(out)]) == 0
+    assert "1 relabelled, 1 excluded" in capsys.readouterr().out
+    # what the Review page hands corrected_labels_csv: the manifest with every predicted item, under the dataset key
+    items = with_predicted_items(scan(dataset_spec(rundir.read_config(run_dir))), rundir.read_predictions(run_dir))
+    corrected_labels_csv(store, key, items, tmp_path / "page.csv")
+    assert out.read_bytes() == (tmp_path / "page.csv").read_bytes()
+    table = pd.read_csv(out)
+    assert len(table) == 299 and table["mask_path"].notna().all()
+    by_path = table.set_index("path")
+    assert by_path.filter(like=relabelled, axis=0)["label"].tolist() == ["nonGS"]
+    assert by_path.filter(like=excluded, axis=0).empty
+
+
+def test_corrected_labels_of_no_run_exit_2_with_a_message(tmp_path, capsys):
+    from core.__main__ import main
+
+    missing = tmp_path / "no-such-run"
+    assert main(["annotations", "corrected-labels", str(missing), "--out", str(tmp_path / "x.csv")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "is not a run directory" in error and str(missing) in error
+    assert not (tmp_path / "x.csv").exists()

@@ -1,8 +1,11 @@
 """AppTest of the Review page: filter, label, move on, agree, export corrected labels."""
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from core import annotations, registry
+from core.__main__ import main as cli
 from core.registry import DEMO_DATASETS
 from core.scanning import scan
 from tests.conftest import open_page, train_tiny_run
@@ -75,6 +78,10 @@ def test_two_readers_agreement_and_corrected_labels(at, trained):
     assert corrected["mask_path"].notna().all()  # the glomeruli masks come along, for Grad-CAM's mask energy
     relabelled = corrected.set_index("id")
     assert (relabelled["label"] == "GS").sum() >= 60  # majority GS on the odd items adds GS labels
+    page_file = Path(registry.list_datasets()[name].path)
+    cli_file = page_file.with_name("from-the-command-line.csv")  # same folder: the same relative paths
+    assert cli(["annotations", "corrected-labels", str(trained / "runs" / "tiny"), "--out", str(cli_file)]) == 0
+    assert cli_file.read_bytes() == page_file.read_bytes()
 
 
 def test_blind_mode_hides_the_model(at, trained):
@@ -108,6 +115,8 @@ def test_nearest_neighbours_in_the_item_view(at):
 
 
 def test_label_buttons_carry_their_shortcut_digit(at):
-    labels = [b.label for b in at.button if b.key and b.key.startswith("rv_label_")]
-    assert sorted(labels) == ["1 · GS", "2 · nonGS", "3 · uncertain", "4 · exclude"]
+    keys = {b.label: b.proto.shortcut for b in at.button if b.key and b.key.startswith("rv_label_")}
+    assert keys == {"GS": "1", "nonGS": "2", "uncertain": "3", "exclude": "4"}
+    assert {k: at.button(key=k).proto.shortcut for k in ("rv_prev", "rv_next", "rv_clear")} == {
+        "rv_prev": "left", "rv_next": "right", "rv_clear": "backspace"}
     assert [label_shortcut(i) for i in (1, 9, 10, 11)] == ["1", "9", "0", None]  # 0 is the tenth; no eleventh

@@ -1,5 +1,7 @@
 """The three source kinds, and every problem kind, on real files."""
+import os
 import shutil
+import time
 
 import numpy as np
 import pandas as pd
@@ -8,7 +10,7 @@ from PIL import Image
 
 from core import images
 from core.scanning import scan, usable
-from core.sources import SourceError, SourceSpec, list_items
+from core.sources import SourceError, SourceSpec, list_items, source_signature
 from tests.conftest import SHARED_DATA, gradient, write_mode_zoo
 
 BCCD = SHARED_DATA / "bccd_crops"
@@ -148,6 +150,58 @@ def test_changed_files_are_rescanned(tmp_path):
     Image.fromarray(gradient(64, 10)).save(cls / "a.png")
     Image.fromarray(gradient(8, 8)).save(cls / "b.png")
     assert scan(SourceSpec(str(tmp_path)))["width"].tolist() == [64, 8]
+
+
+def _age(root):
+    """Date every folder under ``root`` a minute back, as a dataset copied in long ago: a file added now
+    changes its folder's time even where the clock's tick is coarse."""
+    past = time.time() - 60
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        os.utime(folder, (past, past))
+
+
+def test_a_file_added_in_a_class_folder_shows_without_a_rescan(tmp_path):
+    from ui.state import load_manifest
+
+    deep = tmp_path / "GS" / "slide 1"
+    deep.mkdir(parents=True)
+    (tmp_path / "nonGS").mkdir()
+    for folder in (deep, tmp_path / "nonGS"):
+        Image.fromarray(gradient(20, 20)).save(folder / "a.png")
+    _age(tmp_path)
+    spec = SourceSpec(str(tmp_path))
+    assert len(load_manifest(spec)) == 2
+    Image.fromarray(gradient(20, 20)).save(deep / "b.png")  # two levels down: the root's time stays
+    assert sorted(load_manifest(spec)["id"]) == ["GS/slide 1/a.png", "GS/slide 1/b.png", "nonGS/a.png"]
+    (tmp_path / "nonGS" / "a.png").unlink()
+    assert sorted(load_manifest(spec)["id"]) == ["GS/slide 1/a.png", "GS/slide 1/b.png"]
+
+
+def test_a_csv_source_signature_follows_the_csv_and_its_image_folder(tmp_path):
+    (tmp_path / "images").mkdir()
+    Image.fromarray(gradient(20, 20)).save(tmp_path / "images" / "a.png")
+    csv = tmp_path / "list.csv"
+    csv.write_text("path,label\nimages/a.png,x\nimages/b.png,y\n")
+    _age(tmp_path)
+    spec = SourceSpec(str(csv))
+    before = source_signature(spec)
+    assert source_signature(spec) == before  # nothing changed: the cache key stays
+    Image.fromarray(gradient(20, 20)).save(tmp_path / "images" / "b.png")  # the missing file arrives
+    after_image = source_signature(spec)
+    csv.write_text("path,label\nimages/a.png,x\nimages/b.png,z\n")
+    assert len({before, after_image, source_signature(spec)}) == 3
+
+
+def test_an_npz_source_signature_is_the_file_alone(tmp_path):
+    npz = tmp_path / "data.npz"
+    np.savez(npz, train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.zeros((2, 1), np.uint8))
+    spec = SourceSpec(str(npz))
+    before = source_signature(spec)
+    (tmp_path / "notes.txt").write_text("beside the archive, not in it")
+    assert source_signature(spec) == before
+    np.savez(npz, train_images=np.zeros((3, 4, 4), np.uint8), train_labels=np.zeros((3, 1), np.uint8))
+    assert source_signature(spec) != before
+    assert source_signature(SourceSpec(str(tmp_path / "gone"))) == "unreadable"
 
 
 @pytest.mark.parametrize("spec, message", [

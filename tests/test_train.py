@@ -97,13 +97,13 @@ def test_killed_run_shows_failed_and_resumes_to_the_same_epochs():
     config = tiny_config(epochs=4, preprocess={"size": 96}, batch_size=8)
     run_dir = runs.create_runs(config)[0]
     pid = runs.launch(run_dir)
-    _wait_for(lambda: len(rundir.read_metrics(run_dir)) >= 1)
-    time.sleep(0.3)
-    os.kill(pid, signal.SIGKILL)  # mid-epoch: no chance to write anything
+    _wait_for(lambda: len(rundir.read_metrics(run_dir)) >= 1, poll=0.05)  # an epoch is seconds long here
+    os.kill(pid, signal.SIGSTOP)  # frozen: what it has written is what it will have written when killed
+    done_before = len(rundir.read_metrics(run_dir))
+    os.kill(pid, signal.SIGKILL)  # no chance to write anything more
     status = _wait_for(lambda: (s := runs.status(run_dir))["state"] == "failed" and s)
     assert "died" in status["message"]
-    done_before = len(rundir.read_metrics(run_dir))
-    assert 1 <= done_before < 4
+    assert 1 <= done_before < 4 and len(rundir.read_metrics(run_dir)) == done_before
     runs.resume(run_dir)
     final = runs.wait(run_dir, timeout=300)
     assert final["state"] == "finished", rundir.log_tail(run_dir)

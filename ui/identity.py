@@ -2,11 +2,13 @@
 
 Roles come from `.streamlit/secrets.toml` under `[lumen.roles]` (email = "viewer" | "annotator" |
 "admin", default "annotator") when login is configured. Without login the app runs for one lab
-on a trusted machine, and every reader may do everything.
+on a trusted machine, and every reader may do everything. What each role may do is core.roles'.
 """
 from __future__ import annotations
 
 import streamlit as st
+
+from core.roles import ANONYMOUS, TRUSTED_ROLE, Identity, signed_in
 
 READER_KEY = "reader_name"
 
@@ -18,16 +20,15 @@ def login_configured() -> bool:
         return False
 
 
-def current_reader() -> tuple[str, str]:
-    """(reader name, role); an empty name means the reader has not said who they are yet."""
+def current_reader() -> Identity:
+    """The acting reader; an empty name means they have not said who they are yet."""
     if login_configured():
         if not st.user.is_logged_in:
             st.sidebar.button("Log in", on_click=st.login)
-            return "", "viewer"
+            return ANONYMOUS
         email = st.user.get("email") or st.user.get("name") or ""
-        roles = st.secrets.get("lumen", {}).get("roles", {})
-        st.sidebar.caption(f"Signed in as {email}")
+        st.sidebar.text(f"Signed in as {email}")  # an address is text, not Markdown
         st.sidebar.button("Log out", on_click=st.logout)
-        return email, roles.get(email, "annotator")
+        return signed_in(email, st.secrets.get("lumen", {}).get("roles", {}))
     name = st.sidebar.text_input("Your name (recorded with every label)", key=READER_KEY, persist_state="session")
-    return name.strip(), "admin"
+    return Identity(name.strip(), TRUSTED_ROLE)

@@ -1,38 +1,31 @@
 """Shared sidebar state and cached loaders; the only place pages reach the dataset registry."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from core import registry, rundir
+from core.review import with_predicted_items
 from core.runconfig import dataset_spec
 from core.scanning import scan
-from core.sources import SourceError, SourceSpec
+from core.sources import SourceError, SourceSpec, source_signature
 
 DATASET_KEY = "dataset"
 PENDING_KEY = "dataset_to_select"  # set by a page; applied before the sidebar widget exists
 
 
-def _source_stamp(spec: SourceSpec) -> float:
-    """Modification time of the source file or folder: part of the cache key, so edits show."""
-    try:
-        return os.stat(spec.path).st_mtime
-    except OSError:
-        return 0.0
-
-
 @st.cache_data(show_spinner="Reading image headers…", max_entries=32)
-def _cached_manifest(spec_json: tuple, stamp: float, verify: bool):
+def _cached_manifest(spec_json: tuple, signature: str, verify: bool):
     return scan(SourceSpec.from_dict(dict(spec_json)), verify=verify)
 
 
 def load_manifest(spec: SourceSpec, verify: bool = False):
-    """The manifest of a source, cached per source, folder time stamp and verification state."""
+    """The manifest of a source, cached per source, its folders' signature (a file added in a class
+    folder shows without a rescan) and verification state."""
     spec_key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.to_dict().items()))
-    return _cached_manifest(spec_key, _source_stamp(spec), verify)
+    return _cached_manifest(spec_key, source_signature(spec), verify)
 
 
 def manifest_or_stop(spec: SourceSpec, whose: str):
@@ -46,22 +39,8 @@ def manifest_or_stop(spec: SourceSpec, whose: str):
         st.stop()
 
 
-GONE = "no longer in the dataset (moved or deleted since the run was trained)"
-
-
-def with_predicted_items(manifest: pd.DataFrame, preds: pd.DataFrame) -> pd.DataFrame:
-    """The manifest with a row for every item a run predicted: an item whose file has gone since
-    training keeps a row, marked as a problem, so pages that look items up never miss one."""
-    gone = preds.loc[~preds["item_id"].isin(manifest["id"])].drop_duplicates("item_id")
-    if gone.empty:
-        return manifest
-    filler = pd.DataFrame({"id": gone["item_id"], "path": "", "index": -1, "label": gone["label"],
-                           "split": gone["split"], "group": gone.get("group"), "problem": GONE})
-    return pd.concat([manifest, filler], ignore_index=True)
-
-
 def run_manifest_or_stop(run_dir, preds: pd.DataFrame) -> pd.DataFrame:
-    """The manifest of a run's dataset, with every item the run predicted (see above)."""
+    """The manifest of a run's dataset, with every item the run predicted (core.review.with_predicted_items)."""
     spec = dataset_spec(rundir.read_config(run_dir))
     return with_predicted_items(manifest_or_stop(spec, f"the run {Path(run_dir).name}"), preds)
 

@@ -125,6 +125,10 @@ def test_box_selection_tags_a_group_for_review(page, app_url, app_home):
     assert _tagged_by(app_home, "Dr Lasso") == count
 
 
+LABEL_BUTTONS_LIVE_JS = """() => [...document.querySelectorAll('[data-testid="stButton"] button')]
+    .some((b) => b.innerText.includes("uncertain") && !b.disabled)"""
+
+
 def _labels_by(app_home, reader: str) -> int:
     store = annotations.open_store(f"sqlite:///{app_home / 'annotations.db'}")
     return sum(len(store.current(key, reader).dropna(subset=["label"])) for key in store.datasets())
@@ -142,7 +146,7 @@ def _wait_for_labels(page, app_home, reader: str, count: int, timeout_s: float =
 def test_label_three_items_clear_one_with_the_keyboard_and_export(page, app_url, app_home):
     _sign_in_on_review(page, app_url, "Dr Browser")
     page.evaluate("document.activeElement.blur()")  # keys typed into the name box are not shortcuts
-    page.wait_for_function("() => document.lumenHotkeys === true")  # the shortcut script has loaded
+    page.wait_for_function(LABEL_BUTTONS_LIVE_JS)  # the name has reached the server: keys now label
     for done in range(1, 4):
         page.keyboard.press("1")
         _wait_for_labels(page, app_home, "Dr Browser", done)
@@ -150,6 +154,9 @@ def test_label_three_items_clear_one_with_the_keyboard_and_export(page, app_url,
     wait_idle(page)
     page.keyboard.press("Backspace")
     _wait_for_labels(page, app_home, "Dr Browser", 2)
+    page.get_by_label("Note").press("1")  # a digit typed into a note is text, not a label
+    wait_idle(page)
+    assert _labels_by(app_home, "Dr Browser") == 2
     page.get_by_role("tab", name="Export").click()
     wait_idle(page)
     with page.expect_download() as download:

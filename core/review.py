@@ -1,0 +1,46 @@
+"""A run's items as the Review page sees them: its dataset's manifest joined with its predictions.
+
+The page and `python -m core annotations corrected-labels` both go through here, so the CSV written
+from the command line is the file the page writes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from core import rundir
+from core.annotations import DEFAULT_POLICY, Store, corrected_labels_csv
+from core.runconfig import dataset_spec
+from core.scanning import scan
+
+GONE = "no longer in the dataset (moved or deleted since the run was trained)"
+
+
+def annotation_key(config: dict) -> str:
+    """The key a run's annotations are stored under: its dataset's path, so that every run of one
+    dataset shares the readers' labels."""
+    return dataset_spec(config).path
+
+
+def with_predicted_items(manifest: pd.DataFrame, preds: pd.DataFrame) -> pd.DataFrame:
+    """The manifest with a row for every item a run predicted: an item whose file has gone since
+    training keeps a row, marked as a problem, so pages that look items up never miss one."""
+    gone = preds.loc[~preds["item_id"].isin(manifest["id"])].drop_duplicates("item_id")
+    if gone.empty:
+        return manifest
+    filler = pd.DataFrame({"id": gone["item_id"], "path": "", "index": -1, "label": gone["label"],
+                           "split": gone["split"], "group": gone.get("group"), "problem": GONE})
+    return pd.concat([manifest, filler], ignore_index=True)
+
+
+def write_corrected_labels(store: Store, run_dir: Path, out: Path,
+                           policy: tuple[str, ...] = DEFAULT_POLICY) -> dict[str, str | int]:
+    """Write the corrected-labels CSV of a run's dataset to ``out``, as the Review page does, and return
+    the counts of `corrected_labels_csv`. FileNotFoundError when ``run_dir`` is not a finished run."""
+    run_dir = Path(run_dir)
+    if not rundir.config_path(run_dir).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: it has no {rundir.config_path(run_dir).name}.")
+    config = rundir.read_config(run_dir)
+    items = with_predicted_items(scan(dataset_spec(config)), rundir.read_predictions(run_dir))
+    return corrected_labels_csv(store, annotation_key(config), items, out, policy)

@@ -1,0 +1,60 @@
+"""Who may do what: the roles, the action each needs, and the one check every door goes through.
+
+Roles are ordered, viewer < annotator < admin, and each may do everything the one before it may.
+The pages hide what a role may not do; `require` is the real check. It refuses by default: a role
+or an action this table does not know is refused, never let through.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+ROLES = ("viewer", "annotator", "admin")  # in order: each may do all that the one before it may
+LEAST_ROLE = {  # the permission table: each action and the least role that may take it
+    "browse": "viewer",
+    "annotate": "annotator",
+    "adjudicate": "admin",
+    "launch runs": "admin",
+    "delete runs": "admin",
+}
+SIGNED_IN_ROLE = "annotator"  # a signed-in reader the lab's role table does not name
+TRUSTED_ROLE = "admin"  # no login configured: one lab on a trusted machine, every reader may do everything
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is acting: the name recorded with every change, and the role that decides what they may do."""
+
+    name: str
+    role: str
+
+
+ANONYMOUS = Identity("", "viewer")  # login is configured but nobody has signed in: looking only
+
+
+def role_of(who: Identity | str) -> str:
+    """The role of an identity; a plain role is its own."""
+    return who.role if isinstance(who, Identity) else who
+
+
+def may(who: Identity | str, action: str) -> bool:
+    """Whether ``who`` may take ``action``: False for an unknown role or action (deny by default)."""
+    role = role_of(who)
+    return role in ROLES and action in LEAST_ROLE and ROLES.index(role) >= ROLES.index(LEAST_ROLE[action])
+
+
+def require(who: Identity | str, action: str) -> None:
+    """Refuse, with a plain PermissionError, an action ``who`` may not take."""
+    role = role_of(who)
+    if role not in ROLES:
+        raise PermissionError(f"Unknown role '{role}': roles are {', '.join(ROLES)}.")
+    if action not in LEAST_ROLE:
+        raise PermissionError(f"Unknown action '{action}': actions are {', '.join(LEAST_ROLE)}.")
+    if not may(role, action):
+        article = "An" if role[0] in "aeiou" else "A"
+        raise PermissionError(f"{article} {role} cannot {action}; that needs the {LEAST_ROLE[action]} role.")
+
+
+def signed_in(name: str, assigned: Mapping[str, str]) -> Identity:
+    """A signed-in reader: the role the lab's table (name -> role) assigns them, else SIGNED_IN_ROLE."""
+    return Identity(name, assigned.get(name, SIGNED_IN_ROLE))
