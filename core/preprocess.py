@@ -5,14 +5,18 @@ training, evaluation and Grad-CAM call it too, so what a user previews is what t
 """
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 from PIL import Image
 
 #: How the square around a non-square crop is filled. "mean" is the image's own mean colour, which
 #: hides the border from a CNN better than black when the background is stained slide.
-PAD_MODES = ("zero", "white", "edge", "reflect", "mean")
+PadMode = Literal["zero", "white", "edge", "reflect", "mean"]
+PAD_MODES: tuple[str, ...] = get_args(PadMode)  # the Literal is the run config's type, the tuple a list
 #: How a crop becomes square: pad it, stretch it (aspect ratio lost) or cut the centre square out.
-FIT_MODES = ("pad", "stretch", "crop")
+FitMode = Literal["pad", "stretch", "crop"]
+FIT_MODES: tuple[str, ...] = get_args(FitMode)
 MIN_SIZE, MAX_SIZE = 8, 4096
 
 _CONSTANT_FILLS = {"zero": 0, "white": 255}
