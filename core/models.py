@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +22,8 @@ import torch
 import torchvision
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from core.runconfig import LogisticOptions, ModelOptions, SimpleCnnOptions, model_options
 
 __all__ = [
     "MODELS", "ModelSpec", "build_model", "set_train_mode", "feature_layer", "features",
@@ -33,7 +35,7 @@ __all__ = [
 
 def _logistic(num_classes: int, in_channels: int, options: dict) -> nn.Module:
     """Logistic regression on a downsampled image: the floor any network has to beat."""
-    grid = _int_option(options, "grid", 1, 64)
+    grid = options["grid"]
     return nn.Sequential(OrderedDict(
         pool=nn.AdaptiveAvgPool2d(grid),  # averaging is linear, so the whole model stays linear
         flatten=nn.Flatten(),
@@ -52,11 +54,7 @@ def _conv_block(cin: int, cout: int) -> nn.Sequential:
 
 def _simple_cnn(num_classes: int, in_channels: int, options: dict) -> nn.Module:
     """A few conv blocks that train from scratch in minutes on CPU, sized for small crops."""
-    blocks = _int_option(options, "blocks", 1, 8)
-    width = _int_option(options, "width", 1, 1024)
-    dropout = options["dropout"]
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"simple_cnn option 'dropout' must be a number in [0, 1), not {dropout!r}.")
+    blocks, width, dropout = options["blocks"], options["width"], options["dropout"]
     channels = [in_channels] + [width * 2 ** i for i in range(blocks)]
     model = nn.Sequential(OrderedDict(
         features=nn.Sequential(*[_conv_block(a, b) for a, b in zip(channels, channels[1:])]),
@@ -70,13 +68,6 @@ def _simple_cnn(num_classes: int, in_channels: int, options: dict) -> nn.Module:
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(module.bias)
     return model
-
-
-def _int_option(options: dict, key: str, low: int, high: int) -> int:
-    value = options[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"Model option '{key}' must be a whole number from {low} to {high}, not {value!r}.")
-    return value
 
 
 # ---------------------------------------------------------------- torchvision models
@@ -118,8 +109,13 @@ class ModelSpec:
     cam: str | None  # Grad-CAM target layer; None where the model has no spatial feature map
     first_conv: str | None  # adapted for grey input; None where in_channels is built in directly
     weights: str | None = None  # torchvision weights enum, only to learn the file name of its .url
-    defaults: dict = field(default_factory=dict)  # accepted options and their default values
+    options: type[ModelOptions] = ModelOptions  # accepted options, their types, bounds and defaults
     min_size: Callable[[dict], int] = lambda options: 32  # smallest input side (px) that runs
+
+    @property
+    def defaults(self) -> dict:
+        """The options a model is built with when none are given."""
+        return self.options().model_dump()
 
     @property
     def from_scratch(self) -> bool:
@@ -131,12 +127,12 @@ _SCRATCH = dict(pretrainable=False, first_conv=None)
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
     ModelSpec("logistic", "Logistic regression",
               "Linear model on 16x16 downsampled pixels: the baseline any network must beat.",
-              builder=_logistic, head="head", feature="flatten", cam=None, defaults={"grid": 16},
+              builder=_logistic, head="head", feature="flatten", cam=None, options=LogisticOptions,
               min_size=lambda options: 1, **_SCRATCH),
     ModelSpec("simple_cnn", "Simple CNN",
               "A few conv blocks trained from scratch: fast on CPU, good for small crops.",
               builder=_simple_cnn, head="head", feature="flatten", cam="features.-1.relu",
-              defaults={"blocks": 4, "width": 32, "dropout": 0.3},
+              options=SimpleCnnOptions,
               min_size=lambda options: 2 ** options["blocks"], **_SCRATCH),
     ModelSpec("resnet18", "ResNet18",
               "18-layer residual network: the usual first choice for fine-tuning.", pretrainable=True,
@@ -170,13 +166,9 @@ def _spec(name: str) -> ModelSpec:
 
 
 def _options(spec: ModelSpec, options: dict | None) -> dict:
-    """Defaults overlaid by the user's options; unknown keys are refused so typos do not vanish."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(spec.defaults))
-    if unknown:
-        accepted = ", ".join(spec.defaults) or "none"
-        raise ValueError(f"{spec.title} has no option {', '.join(map(repr, unknown))} (accepted: {accepted}).")
-    return {**spec.defaults, **options}
+    """The model's defaults overlaid by the user's options, typed and bounded by spec.options;
+    unknown keys are refused (ConfigError, a ValueError) so typos do not vanish."""
+    return model_options(spec.options, options)
 
 
 def min_input_size(name: str, options: dict | None = None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 from PIL import Image
@@ -20,13 +20,16 @@ if TYPE_CHECKING:
 
 #: How the square around a non-square crop is filled. "mean" is the image's own mean colour, which
 #: hides the border from a CNN better than black when the background is stained slide.
-PAD_MODES = ("zero", "white", "edge", "reflect", "mean")
+PadMode = Literal["zero", "white", "edge", "reflect", "mean"]
+PAD_MODES: tuple[str, ...] = get_args(PadMode)  # the Literal is the run config's type, the tuple a list
 #: How a crop becomes square: pad it, stretch it (aspect ratio lost) or cut the centre square out.
-FIT_MODES = ("pad", "stretch", "crop")
+FitMode = Literal["pad", "stretch", "crop"]
+FIT_MODES: tuple[str, ...] = get_args(FitMode)
 MIN_SIZE, MAX_SIZE = 8, 4096
 #: Where the per-channel mean and std come from: the run's training split (measured when training
 #: starts, stored with the run), ImageNet's (for weights pretrained on it), or none (pixels in [0, 1]).
-NORMALISATIONS = ("train", "imagenet", "none")
+Normalisation = Literal["train", "imagenet", "none"]
+NORMALISATIONS: tuple[str, ...] = get_args(Normalisation)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 #: Pillow modes of grey images: a dataset made only of them trains a one-channel model.
 GREY_MODES = frozenset({"1", "L", "I", "I;16", "I;16B", "I;16L", "F"})

@@ -1,67 +1,298 @@
 """The run config: every choice that defines a training run, validated before anything starts.
 
 Stored as config.json in the run directory and inside every checkpoint, so a run can be
-resumed, repeated or compared without the page that launched it.
+resumed, repeated or compared without the page that launched it. The pydantic models below are
+the one place for each field's type, default, choices and bounds; the trainer, run directories and
+checkpoints keep plain dicts (`make_config` returns `model_dump()`).
 """
 from __future__ import annotations
 
-import copy
+import difflib
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Literal, TypeVar, cast, get_args
 
-from core.preprocess import check_options
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+
+from core.preprocess import MAX_SIZE, MIN_SIZE, FitMode, Normalisation, PadMode
 from core.sources import SourceSpec
 from core.workspace import PROJECT_ROOT
-
-OPTIMISERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "step", "cosine", "plateau")
-IMBALANCE = ("none", "class_weights", "sampler")
-STOP_METRICS = ("val_loss", "val_auc", "val_accuracy")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-DEFAULTS: dict = {
-    "name": "",
-    "dataset": {"name": "", "source": {}},
-    "split": {"ratios": [0.8, 0.1, 0.1], "seed": 0, "grouped": True},
-    "preprocess": {"size": 64, "pad_mode": "zero", "fit": "pad"},
-    "augment": {"hflip": True, "vflip": True, "rotate90": True, "rotation": 0.0, "shift": 0.0,
-                "color_jitter": 0.0},
-    "model": {"name": "simple_cnn", "freeze": False, "pretrained": "auto", "options": {}},
-    "optimiser": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "momentum": 0.9},
-    "scheduler": {"name": "cosine", "step_size": 10, "gamma": 0.1, "patience": 3},
-    "epochs": 20,
-    "batch_size": 32,
-    "early_stopping": {"patience": 8, "metric": "val_loss"},  # AUC saturates early on small val sets
-    "imbalance": "class_weights",
-    "seed": 0,
-    "repeats": 1,
-    "device": "auto",
-    "amp": True,
-}
 
 
 class ConfigError(ValueError):
     """A config that cannot run; the message names the field and what to change."""
 
 
-def _merge(base: dict, override: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("source", "options"):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+class _Part(BaseModel):
+    """A group of fields that refuses unknown keys (a typo must not fall back to a default),
+    quoted numbers and bools as numbers (hand-written JSON), and Infinity/NaN (JSON literals
+    Python's parser accepts)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-def make_config(overrides: dict | None = None) -> dict:
-    """DEFAULTS with the given fields replaced (nested dicts merge), validated."""
-    config = _merge(DEFAULTS, overrides or {})
-    validate(config)
-    return config
+class Dataset(_Part):
+    name: str = ""
+    source: dict[str, Any] = Field(default_factory=dict)  # a SourceSpec as a dict, replaced whole
 
 
-def load_config(path: str | Path) -> dict:
+class Split(_Part):
+    ratios: list[float] = Field(default_factory=lambda: [0.8, 0.1, 0.1])  # train, val, test shares
+    seed: int = Field(default=0, ge=0)
+    grouped: bool = True
+
+
+class Preprocess(_Part):
+    size: int = Field(default=64, ge=MIN_SIZE, le=MAX_SIZE)
+    pad_mode: PadMode = "zero"
+    fit: FitMode = "pad"
+    normalize: Normalisation = "train"  # "train": the training split's statistics
+
+
+class Augment(_Part):
+    hflip: bool = True
+    vflip: bool = True
+    rotate90: bool = True
+    rotation: float = Field(default=0.0, ge=0, le=180)  # degrees either way
+    shift: float = Field(default=0.0, ge=0, lt=0.5)  # share of the image size
+    color_jitter: float = Field(default=0.0, ge=0, lt=1)
+
+
+class Model(_Part):
+    name: str = "simple_cnn"  # checked against core.models.MODELS, which imports torch
+    freeze: bool = False
+    pretrained: str = "auto"  # "auto", "none" or the path of a .pth state dict
+    options: dict[str, Any] = Field(default_factory=dict)  # typed by the model's ModelOptions, replaced whole
+
+
+class Optimiser(_Part):
+    name: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    momentum: float = Field(default=0.9, gt=0, lt=1)  # SGD's; Nesterov momentum needs it above 0
+
+
+class Scheduler(_Part):
+    name: Literal["none", "step", "cosine", "plateau"] = "cosine"
+    step_size: int = Field(default=10, gt=0)
+    gamma: float = Field(default=0.1, gt=0, lt=1)  # also the plateau factor, which torch wants below 1
+    patience: int = Field(default=3, ge=0)
+
+
+class EarlyStopping(_Part):
+    patience: int = Field(default=8, gt=0)
+    metric: Literal["val_loss", "val_auc", "val_accuracy"] = "val_loss"  # AUC saturates early on small val sets
+
+
+class RunConfig(_Part):
+    name: str = ""
+    dataset: Dataset = Field(default_factory=Dataset)
+    split: Split = Field(default_factory=Split)
+    preprocess: Preprocess = Field(default_factory=Preprocess)
+    augment: Augment = Field(default_factory=Augment)
+    model: Model = Field(default_factory=Model)
+    optimiser: Optimiser = Field(default_factory=Optimiser)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    epochs: int = Field(default=20, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    imbalance: Literal["none", "class_weights", "sampler"] = "class_weights"
+    seed: int = Field(default=0, ge=0)
+    repeats: int = Field(default=1, ge=1, le=100)  # one run folder per seed
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    amp: bool = True
+
+
+class ModelOptions(_Part):
+    """The options a model's builder takes (core.models.ModelSpec.options); torchvision's take none."""
+
+
+class LogisticOptions(ModelOptions):
+    grid: int = Field(default=16, ge=1, le=64)  # side of the downsampled image the linear model sees
+
+
+class SimpleCnnOptions(ModelOptions):
+    blocks: int = Field(default=4, ge=1, le=8)  # each halves the image, so the input needs 2**blocks px
+    width: int = Field(default=32, ge=1, le=1024)  # channels of the first block, doubling per block
+    dropout: float = Field(default=0.3, ge=0, lt=1)
+
+
+# ---------------------------------------------------------------- pydantic's errors as plain sentences
+
+_P = TypeVar("_P", bound=BaseModel)
+_KINDS = {"bool_type": "true or false", "string_type": "text", "list_type": "a list",
+          "dict_type": "a group of fields ({...})", "model_type": "a group of fields ({...})"}
+_NUMBER_ERRORS = {"int_type", "int_parsing", "int_from_float", "float_type", "float_parsing", "finite_number",
+                  "greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _walk(schema: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[type[BaseModel], FieldInfo | None]:
+    """The part holding the last key of `loc`, and that key's field (None for an unknown key);
+    list indices (split.ratios[0]) belong to their list's field."""
+    part, info = schema, None
+    for key in loc:
+        if isinstance(key, int):
+            continue
+        if info is not None:
+            part = cast(type[BaseModel], info.annotation)
+        info = part.model_fields.get(key)
+    return part, info
+
+
+def _place(loc: tuple[int | str, ...]) -> str:
+    """("split", "ratios", 0) -> "split.ratios[0]"."""
+    text = ""
+    for key in loc:
+        text += f"[{key}]" if isinstance(key, int) else f".{key}" if text else key
+    return text
+
+
+def _limits(info: FieldInfo) -> dict[str, float]:
+    """The field's gt/ge/lt/le constraints."""
+    return {name: getattr(rule, name) for rule in info.metadata for name in ("gt", "ge", "lt", "le")
+            if getattr(rule, name, None) is not None}
+
+
+def _range(limits: Mapping[str, float]) -> str:
+    """The words after "a number": " above 0", " from 1 to 100", ", 0 or more"."""
+    ge, gt, le, lt = (limits.get(name) for name in ("ge", "gt", "le", "lt"))
+    if ge is not None and le is not None:
+        return f" from {ge} to {le}"
+    if ge is not None and lt is not None:
+        return f" from {ge} up to (not including) {lt}"
+    if ge is not None:
+        return f", {ge} or more"
+    low = f"above {gt}" if gt is not None else ""
+    high = f"at most {le}" if le is not None else f"below {lt}" if lt is not None else ""
+    text = " and ".join(word for word in (low, high) if word)
+    return f" {text}" if text else ""
+
+
+def _sentence(schema: type[BaseModel], error: ErrorDetails, prefix: tuple[str, ...]) -> str:
+    """One pydantic error as a sentence that names the field's place and what it must be."""
+    loc, kind, value = error["loc"], error["type"], error.get("input")
+    place = _place(prefix + loc) or "The config"
+    part, info = _walk(schema, loc)
+    if kind == "extra_forbidden":
+        names = list(part.model_fields)
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.5)
+        hint = (f"did you mean `{close[0]}`?" if close else
+                f"use one of {', '.join(f'`{n}`' for n in names)}." if names else "nothing is accepted here.")
+        return f"Unknown field {place}: {hint}"
+    if kind == "literal_error":
+        return f"{place} must be one of {error.get('ctx', {}).get('expected')}, not {value!r}."
+    if kind in _NUMBER_ERRORS and info is not None:
+        noun = ("a whole number" if info.annotation is int else
+                "a finite number" if kind == "finite_number" else "a number")
+        return f"{place} must be {noun}{_range(_limits(info))}, not {value!r}."
+    if kind in _KINDS:
+        return f"{place} must be {_KINDS[kind]}, not {value!r}."
+    return f"{place}: {error['msg']}."
+
+
+def _parse(schema: type[_P], data: object, prefix: tuple[str, ...] = ()) -> _P:
+    """`schema.model_validate`, with every error in the ConfigError's plain sentences."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(" ".join(_sentence(schema, e, prefix) for e in exc.errors())) from exc
+
+
+def model_options(schema: type[ModelOptions], options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A model's options with its defaults filled in; ConfigError names model.options.<key>."""
+    return _parse(schema, options or {}, ("model", "options")).model_dump()
+
+
+# ---------------------------------------------------------------- for the form: one place for each default
+
+def _field(dotted: str) -> FieldInfo:
+    _, info = _walk(RunConfig, tuple(dotted.split(".")))
+    if info is None:
+        raise KeyError(f"The run config has no field {dotted}.")
+    return info
+
+
+def defaults() -> dict[str, Any]:
+    """The whole config with every default, as make_config would store it."""
+    return RunConfig().model_dump()
+
+
+def choices(field: str) -> tuple[str, ...]:
+    """The values a choice field takes, e.g. choices("optimiser.name")."""
+    return get_args(_field(field).annotation)
+
+
+def bounds(field: str) -> tuple[float | None, float | None]:
+    """The smallest and largest value of a number field (None: no limit), for a widget's range.
+
+    A whole number's exclusive limit moves one step in (gt=0 -> 1); a float's is returned as it is.
+    """
+    info = _field(field)
+    limits, step = _limits(info), 1 if info.annotation is int else 0
+    low = limits.get("ge", limits["gt"] + step if "gt" in limits else None)
+    high = limits.get("le", limits["lt"] - step if "lt" in limits else None)
+    return low, high
+
+
+# ---------------------------------------------------------------- the public interface
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _source_spec(source: Mapping[str, Any]) -> SourceSpec:
+    """A relative path is relative to the repository, so committed configs (the demo run,
+    configs/) work wherever the repository is cloned."""
+    source = dict(source)
+    if source.get("path") and not Path(source["path"]).is_absolute():
+        source["path"] = str((PROJECT_ROOT / source["path"]).resolve())
+    return SourceSpec.from_dict(source)
+
+
+def dataset_spec(config: Mapping[str, Any]) -> SourceSpec:
+    """The run's dataset."""
+    return _source_spec(config["dataset"].get("source") or {})
+
+
+def _check(run: RunConfig) -> None:
+    """What no single field can say: the dataset is there, the model exists, takes its options
+    and fits the image size, and the ratios make a split."""
+    from core.models import MODELS, min_input_size  # models import torch; importing the config does not
+
+    _require(bool(run.dataset.source.get("path")), "dataset.source.path is missing: choose a dataset.")
+    path = _source_spec(run.dataset.source).path
+    _require(Path(path).exists(), f"The dataset path {path} does not exist.")
+    ratios = run.split.ratios
+    _require(len(ratios) == 3 and min(ratios) >= 0 and ratios[0] > 0,
+             "split.ratios must be three non-negative shares (train, val, test) with train above 0.")
+    model = run.model.name
+    _require(model in MODELS, f"Unknown model '{model}': use one of {', '.join(MODELS)}.")
+    smallest = min_input_size(model, run.model.options)
+    _require(run.preprocess.size >= smallest,
+             f"{model} needs images of at least {smallest} px; preprocess.size is {run.preprocess.size}.")
+
+
+def _validated(config: Mapping[str, Any]) -> RunConfig:
+    run = _parse(RunConfig, config)
+    _check(run)
+    return run
+
+
+def make_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The defaults with the given fields replaced, validated, as a plain nested dict.
+
+    Groups merge field by field ({"optimiser": {"lr": 0.1}} keeps the other optimiser defaults);
+    dataset.source and model.options are replaced whole.
+    """
+    return _validated(overrides or {}).model_dump()
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """make_config of a JSON file; fields added since the file was written get their defaults."""
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError as exc:
@@ -71,79 +302,6 @@ def load_config(path: str | Path) -> dict:
     return make_config(raw)
 
 
-def dataset_spec(config: dict) -> SourceSpec:
-    """The run's dataset; a relative path is relative to the repository, so committed configs
-    (the demo run, configs/) work wherever the repository is cloned."""
-    source = dict(config["dataset"].get("source") or {})
-    if source.get("path") and not Path(source["path"]).is_absolute():
-        source["path"] = str((PROJECT_ROOT / source["path"]).resolve())
-    return SourceSpec.from_dict(source)
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def _positive_int(value, field: str) -> None:
-    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-             f"{field} must be a whole number above 0, not {value!r}.")
-
-
-def _whole(value, field: str) -> None:
-    _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-             f"{field} must be a whole number, 0 or more, not {value!r}.")
-
-
-def _numbers(fields: dict) -> None:
-    """Every value a number (JSON written by hand often quotes one), before any comparison."""
-    for field, value in fields.items():
-        _require(isinstance(value, (int, float)) and not isinstance(value, bool),
-                 f"{field} must be a number, not {value!r}.")
-
-
-def validate(config: dict) -> None:
-    """Raise ConfigError for the first thing that would make the run fail."""
-    from core.models import MODELS, min_input_size  # models import torch; config checks import alone
-
-    _require(bool((config["dataset"].get("source") or {}).get("path")),
-             "dataset.source.path is missing: choose a dataset.")
-    path = dataset_spec(config).path
-    _require(Path(path).exists(), f"The dataset path {path} does not exist.")
-    model = config["model"]["name"]
-    _require(model in MODELS, f"Unknown model '{model}': use one of {', '.join(MODELS)}.")
-    _positive_int(config["epochs"], "epochs")
-    _positive_int(config["batch_size"], "batch_size")
-    _positive_int(config["repeats"], "repeats")
-    _positive_int(config["early_stopping"]["patience"], "early_stopping.patience")
-    _whole(config["seed"], "seed")
-    _whole(config["split"]["seed"], "split.seed")
-    opt, aug = config["optimiser"], config["augment"]
-    _numbers({"optimiser.lr": opt["lr"], "optimiser.weight_decay": opt["weight_decay"],
-              "optimiser.momentum": opt["momentum"], "augment.shift": aug["shift"],
-              "augment.rotation": aug["rotation"], "augment.color_jitter": aug["color_jitter"],
-              **{f"split.ratios[{i}]": r for i, r in enumerate(config["split"]["ratios"])}})
-    ratios = config["split"]["ratios"]
-    _require(len(ratios) == 3 and all(r >= 0 for r in ratios) and ratios[0] > 0,
-             "split.ratios must be three non-negative shares (train, val, test) with train above 0.")
-    prep = config["preprocess"]
-    try:
-        check_options(prep["size"], prep["pad_mode"], prep["fit"])
-        smallest = min_input_size(model, config["model"].get("options"))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    _require(prep["size"] >= smallest, f"{model} needs images of at least {smallest} px; "
-                                       f"preprocess.size is {prep['size']}.")
-    _require(opt["name"] in OPTIMISERS, f"Unknown optimiser '{opt['name']}': use one of {', '.join(OPTIMISERS)}.")
-    _require(opt["lr"] > 0, f"The learning rate must be above 0, not {opt['lr']}.")
-    _require(opt["weight_decay"] >= 0, "weight_decay must not be negative.")
-    _require(config["scheduler"]["name"] in SCHEDULERS,
-             f"Unknown scheduler '{config['scheduler']['name']}': use one of {', '.join(SCHEDULERS)}.")
-    _require(config["imbalance"] in IMBALANCE,
-             f"Unknown imbalance handling '{config['imbalance']}': use one of {', '.join(IMBALANCE)}.")
-    _require(config["early_stopping"]["metric"] in STOP_METRICS,
-             f"Unknown early-stopping metric: use one of {', '.join(STOP_METRICS)}.")
-    _require(config["device"] in DEVICES, f"Unknown device '{config['device']}': use one of {', '.join(DEVICES)}.")
-    _require(0 <= aug["shift"] < 0.5, "augment.shift is a fraction of the image size between 0 and 0.5.")
-    _require(0 <= aug["rotation"] <= 180, "augment.rotation is in degrees, between 0 and 180.")
-    _require(0 <= aug["color_jitter"] < 1, "augment.color_jitter is a strength between 0 and 1.")
+def validate(config: Mapping[str, Any]) -> None:
+    """Raise ConfigError, naming every field at fault, for what would make the run fail."""
+    _validated(config)

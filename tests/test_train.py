@@ -62,7 +62,7 @@ def test_grouped_split_keeps_slides_apart(tmp_path):
     ({"model": {"name": "alexnet-9000"}}, "Unknown model 'alexnet-9000'"),
     ({"batch_size": 0}, "batch_size must be a whole number above 0"),
     ({"dataset": {"name": "gone", "source": {"path": "/no/such/labels.csv"}}}, "does not exist"),
-    ({"optimiser": {"lr": -1}}, "learning rate must be above 0"),
+    ({"optimiser": {"lr": -1}}, "optimiser.lr must be a number above 0"),
     ({"optimiser": {"lr": "0.001"}}, "optimiser.lr must be a number"),
     ({"augment": {"shift": None}}, "augment.shift must be a number"),
     ({"early_stopping": {"patience": "5"}}, "patience must be a whole number above 0"),

@@ -37,10 +37,15 @@ def test_first_start_shows_the_demo_run_with_its_curves():
 def test_launch_a_run_and_see_it_finish():
     at = open_train_page()
     set_tiny(at, epochs=2)
+    normalisation = at.selectbox(key="train_normalize")
+    assert normalisation.value == "train" and normalisation.options == [
+        "Statistics of the training split", "ImageNet statistics", "None"]
+    normalisation.select("none")
     at.button(key="train_launch").click().run()
     assert not at.exception, [e.value for e in at.exception]
     run_dir = only_run()
     assert rundir.read_config(run_dir)["preprocess"]["size"] == 32
+    assert rundir.read_config(run_dir)["preprocess"]["normalize"] == "none"
     assert runs.wait(run_dir, timeout=240)["state"] == "finished", rundir.log_tail(run_dir)
     at.run()
     assert not at.exception

@@ -2,21 +2,41 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
 from core.models import list_models
-from core.preprocess import FIT_MODES, PAD_MODES
-from core.runconfig import DEFAULTS, IMBALANCE, OPTIMISERS, SCHEDULERS, STOP_METRICS
+from core.runconfig import bounds, choices, defaults
 from core.sources import SourceSpec
 
 SIZES = (28, 32, 64, 96, 128, 224, 256)
+NORMALISATION = {"train": "Statistics of the training split", "imagenet": "ImageNet statistics", "none": "None"}
+DEFAULT = defaults()  # the run config's own defaults: the form keeps no copy of its own
+
+
+def _default(field: str) -> Any:
+    """A field's default, e.g. _default("optimiser.lr")."""
+    group, _, name = field.rpartition(".")
+    return (DEFAULT[group] if group else DEFAULT)[name]
+
+
+def _choice(cols, label: str, field: str, key: str, **kwargs) -> str:
+    """A selectbox over a config field's choices, starting at its default."""
+    options = choices(field)
+    return cols.selectbox(label, options, index=options.index(_default(field)), key=key, **kwargs)
+
+
+def _whole(cols, label: str, field: str, key: str, value: int | None = None) -> int:
+    """A number input within a whole-number field's bounds, starting at `value` or the default."""
+    low, high = bounds(field)
+    return int(cols.number_input(label, low, high, _default(field) if value is None else value, key=key))
 
 
 def _model_section() -> dict:
     models = {m["name"]: m for m in list_models()}
     cols = st.columns([2, 1, 1])
-    name = cols[0].selectbox("Model", list(models), index=list(models).index(DEFAULTS["model"]["name"]),
+    name = cols[0].selectbox("Model", list(models), index=list(models).index(DEFAULT["model"]["name"]),
                              format_func=lambda n: models[n]["title"], key="train_model",
                              help=" · ".join(f"{m['title']}: {m['description']}" for m in models.values()))
     info = models[name]
@@ -41,58 +61,67 @@ def _model_section() -> dict:
     else:
         cols[2].warning(f"No ImageNet weights on this machine: starts from random weights. "
                         f"Put the file at {info['weights_path']} to use them.")
-    return {"name": name, "freeze": bool(freeze and info["pretrainable"]), "pretrained": weights or "auto",
-            "options": {}}
+    return {"name": name, "freeze": bool(freeze and info["pretrainable"]), "pretrained": weights or "auto"}
 
 
 def _data_section() -> tuple[dict, dict, dict]:
+    percent = [round(share * 100) for share in DEFAULT["split"]["ratios"]]
+    initial = DEFAULT["augment"]
     cols = st.columns(6)
-    size = cols[0].selectbox("Image size (px)", SIZES, index=SIZES.index(64), key="train_size")
-    pad_mode = cols[1].selectbox("Pad mode", PAD_MODES, key="train_pad")
-    fit = cols[2].selectbox("Fit", FIT_MODES, key="train_fit")
-    train = cols[3].number_input("Train %", 1, 100, max(1, st.session_state.get("split_train", 80)),
+    size = cols[0].selectbox("Image size (px)", SIZES, index=SIZES.index(DEFAULT["preprocess"]["size"]),
+                             key="train_size")
+    pad_mode = _choice(cols[1], "Pad mode", "preprocess.pad_mode", "train_pad")
+    fit = _choice(cols[2], "Fit", "preprocess.fit", "train_fit")
+    train = cols[3].number_input("Train %", 1, 100, max(1, st.session_state.get("split_train", percent[0])),
                                  key="train_split_train")  # the Dataset page allows 0; training needs some
-    val = cols[4].number_input("Val %", 0, 100, st.session_state.get("split_val", 10), key="train_split_val")
-    test = cols[5].number_input("Test %", 0, 100, st.session_state.get("split_test", 10), key="train_split_test")
+    val = cols[4].number_input("Val %", 0, 100, st.session_state.get("split_val", percent[1]), key="train_split_val")
+    test = cols[5].number_input("Test %", 0, 100, st.session_state.get("split_test", percent[2]),
+                                key="train_split_test")
     cols = st.columns(6)
-    split_seed = cols[0].number_input("Split seed", 0, 10**6, st.session_state.get("split_seed", 0), key="train_split_seed")
-    grouped = cols[1].toggle("Grouped", True, key="train_grouped",
+    split_seed = _whole(cols[0], "Split seed", "split.seed", "train_split_seed", st.session_state.get("split_seed"))
+    grouped = cols[1].toggle("Grouped", DEFAULT["split"]["grouped"], key="train_grouped",
                              help="Each group (slide, patient) goes wholly to one split, so none leaks.")
-    hflip = cols[2].checkbox("Horizontal flips", True, key="train_hflip")
-    vflip = cols[3].checkbox("Vertical flips", True, key="train_vflip")
-    rotate90 = cols[4].checkbox("Quarter turns", True, key="train_rot90")
-    rotation = cols[5].slider("Rotation (±°)", 0, 180, 0, key="train_rotation")
+    hflip = cols[2].checkbox("Horizontal flips", initial["hflip"], key="train_hflip")
+    vflip = cols[3].checkbox("Vertical flips", initial["vflip"], key="train_vflip")
+    rotate90 = cols[4].checkbox("Quarter turns", initial["rotate90"], key="train_rot90")
+    low, high = bounds("augment.rotation")
+    rotation = cols[5].slider("Rotation (±°)", int(low), int(high), int(initial["rotation"]),
+                              key="train_rotation")
     cols = st.columns(6)
-    shift = cols[0].slider("Shift (share of size)", 0.0, 0.3, 0.0, 0.05, key="train_shift")
-    jitter = cols[1].slider("Colour jitter", 0.0, 0.5, 0.0, 0.05, key="train_jitter")
-    split = {"ratios": [train / 100, val / 100, test / 100], "seed": int(split_seed), "grouped": grouped}
+    # the sliders offer the useful part of each range; the config allows up to 0.5 and 1 (exclusive)
+    shift = cols[0].slider("Shift (share of size)", 0.0, 0.3, initial["shift"], 0.05, key="train_shift")
+    jitter = cols[1].slider("Colour jitter", 0.0, 0.5, initial["color_jitter"], 0.05, key="train_jitter")
+    normalize = _choice(cols[2], "Normalisation", "preprocess.normalize", "train_normalize",
+                        format_func=NORMALISATION.__getitem__,
+                        help="What the pixel values are scaled by before the model sees them: the mean and "
+                             "spread of the training split, ImageNet's (for ImageNet-pretrained weights), or none.")
+    split = {"ratios": [train / 100, val / 100, test / 100], "seed": split_seed, "grouped": grouped}
     augment = {"hflip": hflip, "vflip": vflip, "rotate90": rotate90, "rotation": float(rotation),
                "shift": float(shift), "color_jitter": float(jitter)}
-    return split, {"size": int(size), "pad_mode": pad_mode, "fit": fit}, augment
+    return split, {"size": int(size), "pad_mode": pad_mode, "fit": fit, "normalize": normalize}, augment
 
 
 def _optimisation_section() -> dict:
+    optimiser = DEFAULT["optimiser"]
     cols = st.columns(6)
-    optimiser = cols[0].selectbox("Optimiser", OPTIMISERS, index=OPTIMISERS.index("adamw"), key="train_opt")
+    name = _choice(cols[0], "Optimiser", "optimiser.name", "train_opt")
     lr = cols[1].select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
-                               value=1e-3, key="train_lr")
-    decay = cols[2].select_slider("Weight decay", [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 5e-2], value=1e-4, key="train_wd")
-    scheduler = cols[3].selectbox("LR schedule", SCHEDULERS, index=SCHEDULERS.index("cosine"), key="train_sched")
-    epochs = cols[4].number_input("Epochs", 1, 1000, 20, key="train_epochs")
-    batch = cols[5].number_input("Batch size", 1, 4096, 32, key="train_batch")
+                               value=optimiser["lr"], key="train_lr")
+    decay = cols[2].select_slider("Weight decay", [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 5e-2],
+                                  value=optimiser["weight_decay"], key="train_wd")
+    scheduler = _choice(cols[3], "LR schedule", "scheduler.name", "train_sched")
+    epochs = _whole(cols[4], "Epochs", "epochs", "train_epochs")
+    batch = _whole(cols[5], "Batch size", "batch_size", "train_batch")
     cols = st.columns(6)
-    patience = cols[0].number_input("Early stop patience", 1, 1000, 8, key="train_patience")
-    metric = cols[1].selectbox("Early stop on", STOP_METRICS, key="train_stop_metric")
-    imbalance = cols[2].selectbox("Class imbalance", IMBALANCE, index=IMBALANCE.index("class_weights"),
-                                  key="train_imbalance")
-    seed = cols[3].number_input("Seed", 0, 10**6, 0, key="train_seed")
-    repeats = cols[4].number_input("Repeat over N seeds", 1, 20, 1, key="train_repeats")
-    device = cols[5].selectbox("Device", ("auto", "cpu", "cuda", "mps"), key="train_device")
-    return {"optimiser": {"name": optimiser, "lr": lr, "weight_decay": decay, "momentum": 0.9},
-            "scheduler": {"name": scheduler, "step_size": max(1, int(epochs) // 3), "gamma": 0.1, "patience": 3},
-            "epochs": int(epochs), "batch_size": int(batch),
-            "early_stopping": {"patience": int(patience), "metric": metric},
-            "imbalance": imbalance, "seed": int(seed), "repeats": int(repeats), "device": device, "amp": True}
+    patience = _whole(cols[0], "Early stop patience", "early_stopping.patience", "train_patience")
+    metric = _choice(cols[1], "Early stop on", "early_stopping.metric", "train_stop_metric")
+    imbalance = _choice(cols[2], "Class imbalance", "imbalance", "train_imbalance")
+    seed = _whole(cols[3], "Seed", "seed", "train_seed")
+    repeats = _whole(cols[4], "Repeat over N seeds", "repeats", "train_repeats")
+    device = _choice(cols[5], "Device", "device", "train_device")
+    return {"optimiser": {"name": name, "lr": lr, "weight_decay": decay}, "scheduler": {"name": scheduler},
+            "epochs": epochs, "batch_size": batch, "early_stopping": {"patience": patience, "metric": metric},
+            "imbalance": imbalance, "seed": seed, "repeats": repeats, "device": device}
 
 
 def run_config_form(dataset_name: str, spec: SourceSpec, blocked: str | None = None) -> dict | None:
