@@ -14,7 +14,7 @@ $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m streamlit run app.py --server.port $(PORT) $(ARGS)
 
 test: $(STAMP)
 	bash scripts/ensure_chromium.sh
