@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-
 from PIL import Image
 
 from core.__main__ import main

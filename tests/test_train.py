@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from core import rundir, runs, train
+from core.registry import DEMO_DATASETS
+from core.runconfig import ConfigError, make_config
 from core.runmodel import load_run_model
 from core.train import distributed
 from core.train.data import load_data
-from core.registry import DEMO_DATASETS
-from core.runconfig import ConfigError, make_config
 from tests.conftest import ROOT
 
 GLOMERULI = next(iter(DEMO_DATASETS.values()))
