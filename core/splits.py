@@ -74,8 +74,7 @@ def draw_subset(rows: pd.DataFrame, fraction: float | None = None, per_class: in
     units = shuffled["group"].fillna(pd.Series("<row>" + shuffled.index.astype(str), index=shuffled.index))
     turn = shuffled.groupby([labels, units.astype(str)]).cumcount().to_numpy()  # 0: its group's first item
     unit_order = pd.factorize(units)[0]  # first-seen order, which the shuffle made random
-    sorted_rows = shuffled.iloc[np.lexsort((unit_order, turn, labels.to_numpy()))]
-    sorted_labels = labels.loc[sorted_rows.index]
+    sorted_labels = labels.iloc[np.lexsort((unit_order, turn, labels.to_numpy()))]  # per class, turn by turn
     sizes = sorted_labels.map(sorted_labels.value_counts())
     quota = sizes if fraction is None else np.maximum(1, np.round(sizes * fraction)).astype(int)
     if per_class is not None:

@@ -152,7 +152,8 @@ def test_the_course_csv_beside_its_image_folder_adds_in_three_actions(tmp_path):
     csv = write_course_csv(tmp_path)
     at = open_app()
     at.text_input(key="add_path").input(str(csv)).run()  # 1
-    assert any("24 of 24 files the CSV names are not in the image folder" in w.value for w in at.warning)
+    assert any("Of 24 files the CSV names (the first ones), 24 are not in the image folder, but 24 are in images/"
+               in w.value for w in at.warning)
     at.button(key="add_use_root").click().run()  # 2
     assert at.text_input(key="add_image_root").value == "images" and not at.warning
     at.button(key="add_button").click().run()  # 3

@@ -86,8 +86,8 @@ def _offer_image_folder(spec: SourceSpec) -> None:
         return  # the columns are not usable yet; Add says why
     if hint is None:
         return
-    st.warning(f"{hint.checked - hint.found_now:,} of {hint.checked:,} files the CSV names are not in the image "
-               f"folder, but {hint.found_there:,} are in {plain(hint.folder)}/.")
+    st.warning(f"Of {hint.checked:,} files the CSV names (the first ones), {hint.checked - hint.found_now:,} are not "
+               f"in the image folder, but {hint.found_there:,} are in {plain(hint.folder)}/.")
     st.button(f"Use {plain(hint.folder)}/ as the image folder", key="add_use_root", on_click=_use_folder,
               args=(hint.folder,))
 
