@@ -13,15 +13,17 @@ from pathlib import Path
 from core.runconfig import ConfigError, load_config
 from core.scanning import scan
 from core.slurm import SlurmError
-from core.sources import SourceError, SourceSpec
+from core.sources import SourceError, SourceSpec, with_class_names
 from core.summary import summarize
 
 
-def _scan_command(args) -> int:
+def _scan_command(args: argparse.Namespace) -> int:
     spec = SourceSpec(path=args.source, kind=args.kind, path_column=args.path_column,
                       label_column=args.label_column, group_column=args.group_column,
                       split_column=args.split_column, mask_column=args.mask_column,
-                      label_names=tuple(n.strip() for n in args.class_names.split(",")) if args.class_names else None)
+                      image_root=str(Path(args.image_root).resolve()) if args.image_root else None,
+                      group_pattern=args.group_pattern)
+    spec = with_class_names(spec, args.class_names or "")
     manifest = scan(spec, verify=not args.no_verify)
     summary = summarize(manifest)
     if args.json:
@@ -201,11 +203,15 @@ def main(argv=None) -> int:
     scan_parser.add_argument("source", help="a folder of class folders, a CSV file or an .npz file")
     scan_parser.add_argument("--kind", default="auto", choices=["auto", "folder", "csv", "npz"])
     scan_parser.add_argument("--path-column")
-    scan_parser.add_argument("--label-column")
+    scan_parser.add_argument("--label-column", help='CSV: the label column ("" for none: every row unlabelled)')
     scan_parser.add_argument("--group-column")
     scan_parser.add_argument("--split-column")
     scan_parser.add_argument("--mask-column")
-    scan_parser.add_argument("--class-names", help="npz: names of labels 0, 1, ... (comma-separated)")
+    scan_parser.add_argument("--image-root", help="CSV: the folder its relative paths start from (default: its own)")
+    scan_parser.add_argument("--group-pattern", help="a regular expression whose one capture group reads the "
+                                                     "group from each file name, e.g. '^([^_]+)_'")
+    scan_parser.add_argument("--class-names", help="names of numeric labels: '0=nonGS, 1=GS', or 'nonGS, GS' "
+                                                   "in label order")
     scan_parser.add_argument("--no-verify", action="store_true", help="read headers only, skip full decoding")
     scan_parser.add_argument("--json", action="store_true", help="print one JSON object")
     scan_parser.set_defaults(handler=_scan_command)
