@@ -253,10 +253,12 @@ def read_csv_header(path: str | Path) -> list[str]:
 
 
 def _read_table(path: Path, nrows: int | None = None) -> pd.DataFrame:
+    """The CSV as text; utf-8-sig, because Excel's "CSV UTF-8" starts with a byte-order mark that
+    would otherwise stick to the first column's name."""
     sep = "\t" if path.suffix.lower() == ".tsv" else None
     try:
         return pd.read_csv(path, sep=sep, engine="python", dtype=str, keep_default_na=False,
-                           nrows=nrows, skipinitialspace=True)
+                           nrows=nrows, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise SourceError(f"Cannot read {path} as a CSV table: {exc}") from exc
 

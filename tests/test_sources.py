@@ -338,3 +338,18 @@ def test_registry_entries_written_before_the_new_fields_still_load():
     assert (spec.image_root, spec.group_pattern) == (None, None)
     named = scan(SourceSpec.from_dict({**old, "path": str(SHARED_DATA / "medmnist" / "pneumoniamnist.npz")}))
     assert set(named["label"]) == {"normal", "pneumonia"}
+
+
+def test_an_excel_csv_with_a_byte_order_mark_and_an_animated_gif(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM; an animation is a problem row, not silently dropped."""
+    from PIL import Image
+
+    from core.scanning import scan
+
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "still.png")
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    (tmp_path / "labels.csv").write_bytes("path,label\nstill.png,a\nmoving.gif,b\n".encode("utf-8-sig"))
+    manifest = scan(SourceSpec(str(tmp_path / "labels.csv"))).set_index("id")
+    assert manifest.loc["still.png", "problem"] is None or pd.isna(manifest.loc["still.png", "problem"])
+    assert "2 frames" in manifest.loc["moving.gif", "problem"]
