@@ -18,6 +18,7 @@ import pandas as pd
 
 from core.classnames import ClassNames, name_labels, parse_class_names
 from core.groups import groups_from_names
+from core import dataroots
 from core.images import IMAGE_EXTENSIONS, is_image_path
 
 SPLIT_ALIASES = {
@@ -112,6 +113,11 @@ def list_items(spec: SourceSpec) -> pd.DataFrame:
     """List a source into rows of LIST_COLUMNS; raises SourceError when it cannot be read at all."""
     if not Path(spec.path).exists():
         raise SourceError(f"No such file or folder: {spec.path}")
+    for where in (spec.path, *([spec.image_folder()] if spec.image_root else [])):
+        try:
+            dataroots.check(where)
+        except dataroots.OutsideDataRoots as exc:
+            raise SourceError(str(exc)) from exc
     kind = spec.resolved_kind()
     lister = {"folder": _list_folder, "csv": _list_csv, "npz": _list_npz}.get(kind)
     if lister is None:
@@ -199,6 +205,8 @@ def _mark_listing_problems(table: pd.DataFrame, spec: SourceSpec) -> pd.DataFram
     problem = problem.where(~(bad_split & problem.isna()),
                             "unknown split '" + table["split"].str[1:] + "' (use train, val or test)")
     table.loc[bad_split, "split"] = None
+    outside = pd.Series(dataroots.problems(table["path"].fillna("").astype(str)), index=table.index, dtype=object)
+    problem = problem.where(~(outside.notna() & problem.isna()), "not read: " + outside.astype(str))
     if spec.classes:
         unknown = table["label"].notna() & ~table["label"].isin(spec.classes)
         message = "unknown label '" + table["label"].astype(str) + "' (not one of: " + ", ".join(spec.classes) + ")"

@@ -353,3 +353,31 @@ def test_an_excel_csv_with_a_byte_order_mark_and_an_animated_gif(tmp_path):
     manifest = scan(SourceSpec(str(tmp_path / "labels.csv"))).set_index("id")
     assert manifest.loc["still.png", "problem"] is None or pd.isna(manifest.loc["still.png", "problem"])
     assert "2 frames" in manifest.loc["moving.gif", "problem"]
+
+
+def test_data_roots_confine_sources_links_and_exports(tmp_path, monkeypatch):
+    """A dataset outside the roots is refused; a class folder linking out of them lists as problems;
+    /proc is never data; an export may not write outside the roots."""
+    from PIL import Image
+
+    from core.export import ExportError, export_preprocessed
+    from core.scanning import scan
+
+    inside, outside = tmp_path / "lab", tmp_path / "elsewhere"
+    for folder in (inside / "data" / "a", outside / "b"):
+        folder.mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(folder / "x.png")
+    (inside / "data" / "b").symlink_to(outside / "b", target_is_directory=True)
+    monkeypatch.setenv("LUMEN_DATA_ROOTS", str(inside))
+    with pytest.raises(SourceError, match="outside the data roots"):
+        list_items(SourceSpec(str(outside)))
+    with pytest.raises(SourceError, match="never data"):
+        list_items(SourceSpec("/proc/self"))
+    listed = list_items(SourceSpec(str(inside / "data"))).set_index("id")
+    assert pd.isna(listed.loc["a/x.png", "problem"])
+    assert "outside the data roots" in listed.loc["b/x.png", "problem"]
+    manifest = scan(SourceSpec(str(inside / "data")))
+    with pytest.raises(ExportError, match="outside the data roots"):
+        export_preprocessed(manifest, outside / "export", 16)
+    monkeypatch.delenv("LUMEN_DATA_ROOTS")
+    assert pd.isna(list_items(SourceSpec(str(inside / "data"))).set_index("id").loc["b/x.png", "problem"])
