@@ -7,13 +7,14 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import registry
+from core import registry, roles
 from core.groups import suggest_grouping
 from core.sources import SourceError, SourceSpec
 from core.splits import assign_splits, duplicate_groups, imbalance_ratio, leakage_report, split_table
 from core.summary import summarize
 from ui.dataset_form import add_dataset_form
 from ui.gallery import image_grid
+from ui.identity import current_reader
 from ui.text import md
 from ui.router import ensure_router
 from ui.state import clear_manifest_cache, current_dataset, load_manifest
@@ -32,7 +33,10 @@ def _header(name, spec) -> None:
     except SourceError:
         kind = "source not found"  # explained just below, with a way out
     st.caption(f"{md(spec.path)} · {kind}")
-    add_dataset_form()
+    if roles.may(current_reader(), "manage datasets"):
+        add_dataset_form()
+    else:
+        st.caption("Adding or removing a dataset needs the admin role.")
 
 
 def _load_or_explain(name, spec):
@@ -45,7 +49,8 @@ def _load_or_explain(name, spec):
         return load_manifest(spec, verify=verified), job, verified
     except SourceError as exc:
         st.error(f"This dataset cannot be read: {md(exc)}")
-        if name not in registry.DEMO_DATASETS and st.button("Remove it from the list"):
+        if (name not in registry.DEMO_DATASETS and roles.may(current_reader(), "manage datasets")
+                and st.button("Remove it from the list")):
             registry.remove_dataset(name)
             st.rerun()
         st.stop()

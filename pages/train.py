@@ -12,7 +12,7 @@ from core.runconfig import ConfigError
 from core.scanning import usable
 from core.sources import SourceError
 from core.splits import split_table
-from ui.identity import current_reader, login_configured
+from ui.identity import current_reader
 from ui.router import ensure_router
 from ui.run_config_form import run_config_form
 from ui.state import current_dataset, load_manifest
@@ -170,7 +170,7 @@ def _why_it_cannot_train(name: str, spec) -> str | None:
 
 st.title("Train")
 name, spec = current_dataset()
-me = current_reader() if login_configured() else roles.Identity("", roles.TRUSTED_ROLE)
+me = current_reader()
 may_launch = roles.may(me, "launch runs")
 if may_launch:
     with st.expander("New run", expanded=not any(rundir.runs_root().iterdir())):
