@@ -41,9 +41,10 @@ demo: $(STAMP)
 	$(PY) scripts/make_demo.py
 	$(PY) scripts/make_demo_run.py
 
+# -m from the repository root: the script imports tests.browser.server.
 screenshots: $(STAMP)
 	bash scripts/ensure_chromium.sh
-	$(PY) scripts/screenshots.py
+	$(PY) -m scripts.screenshots
 
 clean:
 	rm -rf $(VENV) workspace test-artifacts .mypy_cache .ruff_cache lumen.egg-info

@@ -1,7 +1,6 @@
 """Shared fixtures: a private workspace per test and real image files in every mode labs produce."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,6 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +34,7 @@ def write_mode_zoo(folder: Path) -> dict[str, Path]:
         "grey.png": rgb.convert("L"),
         "rgba.png": rgb.convert("RGBA"),
         "palette.png": rgb.convert("P"),
-        "grey16.png": Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)),
+        "grey16.png": Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257),
         "cmyk.jpg": rgb.convert("CMYK"),
         "rgb.tif": rgb,
         "rgb.bmp": rgb,
