@@ -14,9 +14,18 @@ import torchvision
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from core.models import (MODELS, build_model, cam_target_layer, feature_layer, features,
-                         head_parameters, imagenet_weights_path, list_models, min_input_size,
-                         set_train_mode)
+from core.models import (
+    MODELS,
+    build_model,
+    cam_target_layer,
+    feature_layer,
+    features,
+    head_parameters,
+    imagenet_weights_path,
+    list_models,
+    min_input_size,
+    set_train_mode,
+)
 
 ALL = list(MODELS)
 TORCHVISION = [name for name, spec in MODELS.items() if spec.pretrainable]

@@ -2,8 +2,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -12,11 +10,11 @@ import pytest
 import torch
 
 from core import rundir, runs, train
+from core.registry import DEMO_DATASETS
+from core.runconfig import ConfigError, make_config
 from core.runmodel import load_run_model
 from core.train import distributed
 from core.train.data import load_data
-from core.registry import DEMO_DATASETS
-from core.runconfig import ConfigError, make_config
 from tests.conftest import ROOT
 
 GLOMERULI = next(iter(DEMO_DATASETS.values()))
@@ -75,11 +73,10 @@ def test_broken_configs_are_refused(override, message):
         tiny_config(**override)
 
 
-def test_cli_refuses_a_broken_config_with_a_message(tmp_path):
+def test_cli_refuses_a_broken_config_with_a_message(tmp_path, cli):
     config = tmp_path / "bad.json"
     config.write_text(json.dumps({"dataset": {"source": GLOMERULI.to_dict()}, "batch_size": 0}))
-    result = subprocess.run([sys.executable, "-m", "core", "train", "--config", str(config)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = cli("train", "--config", config)
     assert result.returncode == 2 and "batch_size must be a whole number above 0" in result.stderr
 
 
