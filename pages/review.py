@@ -202,8 +202,8 @@ def _export(store, key, manifest, dataset_name) -> None:
     c = st.columns(2)
     for col, fmt in zip(c, ("csv", "json")):
         data, _ = annotations.annotations_bytes(store, key, fmt)
-        col.download_button(f"Annotations ({fmt.upper()})", data, file_name=f"annotations-{safe_name(dataset_name)}.{fmt}",
-                            key=f"rv_dl_{fmt}")
+        col.download_button(f"Annotations ({fmt.upper()})", data,
+                            file_name=f"annotations-{safe_name(dataset_name)}.{fmt}", key=f"rv_dl_{fmt}")
     st.markdown("**Corrected labels** (adjudicated, else the readers' majority, else the dataset label)")
     if st.button("Write the corrected-labels CSV and add it as a dataset", key="rv_corrected"):
         # named after the dataset: two datasets in one folder must not overwrite each other's file

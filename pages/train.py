@@ -11,8 +11,8 @@ from core import roles, rundir, runs
 from core.runconfig import ConfigError
 from core.scanning import usable
 from core.sources import SourceError
-from ui.router import ensure_router
 from ui.identity import current_reader, login_configured
+from ui.router import ensure_router
 from ui.run_config_form import run_config_form
 from ui.state import current_dataset, load_manifest
 

@@ -36,9 +36,11 @@ def _csv_columns(path: str) -> dict:
         st.session_state[_COLUMNS_FOR_KEY] = path
     cols = st.columns(5)
     with cols[0]:
-        path_column = _column_choice("Path column", columns, ("path", "filename", "file", "name", "image"), "add_path_col")
+        path_column = _column_choice("Path column", columns, ("path", "filename", "file", "name", "image"),
+                                     "add_path_col")
     with cols[1]:
-        label_column = _column_choice("Label column", columns, ("label", "class", "ground truth", "target"), "add_label_col")
+        label_column = _column_choice("Label column", columns, ("label", "class", "ground truth", "target"),
+                                      "add_label_col")
     with cols[2]:
         group_column = _column_choice("Group column (slide, patient)", columns,
                                       ("slide_id", "slide", "patient", "patient_id", "group"), "add_group_col")
