@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,8 @@ class Data:
         return torch.from_numpy(rows).permute(0, 3, 1, 2)
 
 
-def load_data(config: dict, progress: Callable[[int, int], None] | None = None,
+def load_data(config: dict[str, Any], progress: Callable[[int, int], None] | None = None,
+
               splits: pd.Series | None = None) -> Data:
     """Scan the source, split it, and decode + preprocess every usable image once (cached).
 
