@@ -95,6 +95,7 @@ def test_every_method_runs_on_a_real_run(cnn_run, method):
     assert maps.min() >= 0 and maps.max() <= 1 and np.isfinite(maps).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list(cam.METHODS))
 def test_every_method_runs_on_a_frozen_backbone(frozen_resnet_run, method):
     model, ckpt = load_run_model(frozen_resnet_run)

@@ -90,6 +90,7 @@ def _wait_for(predicate, timeout=180, poll=0.2):
     raise TimeoutError("condition not reached")
 
 
+@pytest.mark.slow
 def test_killed_run_shows_failed_and_resumes_to_the_same_epochs():
     config = tiny_config(epochs=4, preprocess={"size": 96}, batch_size=8)
     run_dir = runs.create_runs(config)[0]
@@ -109,6 +110,7 @@ def test_killed_run_shows_failed_and_resumes_to_the_same_epochs():
     assert ckpt["epoch"] in (1, 2, 3, 4)
 
 
+@pytest.mark.slow
 def test_cancel_then_resume():
     config = tiny_config(epochs=30, preprocess={"size": 64}, batch_size=8)
     run_dir = runs.create_runs(config)[0]
@@ -128,6 +130,7 @@ def test_cancel_then_resume():
     assert rundir.read_metrics(run_dir)["epoch"].tolist() == list(range(1, epochs_done + 2))
 
 
+@pytest.mark.slow
 def test_second_run_queues_behind_the_first():
     first = runs.create_runs(tiny_config(epochs=6, preprocess={"size": 64}, batch_size=8))[0]
     second = runs.create_runs(tiny_config())[0]
