@@ -17,7 +17,7 @@ $(STAMP): $(INSTALL_FILES)
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m streamlit run app.py --server.port $(PORT) $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

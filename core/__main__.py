@@ -102,7 +102,18 @@ def _evaluate_command(args) -> int:
         print(f"{report['run']} {report['split']}: positive {report['positive_class']}, threshold "
               f"{report['threshold']:.4f} ({report['threshold_source']}); sensitivity {m['sensitivity']:.3f}, "
               f"specificity {m['specificity']:.3f}, ROC AUC {report['roc_auc']:.4f}")
+        if "multiclass" in report:
+            _print_multiclass(report["multiclass"])
     return 0
+
+
+def _print_multiclass(report: dict) -> None:
+    """All classes at once: accuracy, balanced accuracy and scikit-learn's per-class table."""
+    from core.evaluation import per_class_table
+
+    print(f"all {len(report['classes'])} classes, {report['n']} images (largest probability): accuracy "
+          f"{report['accuracy']:.3f}, balanced accuracy {report['balanced_accuracy']:.3f}")
+    print(per_class_table(report).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 def _annotations_command(args) -> int:

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from itertools import combinations
@@ -84,6 +84,19 @@ events = Table(
 
 class AnnotationError(ValueError):
     """An annotation that cannot be stored; the message says why."""
+
+
+class AnnotationConflict(AnnotationError):
+    """The value changed since the caller showed it (another window or session): nothing was written."""
+
+
+def _as_stored(value: Any) -> str | None:
+    """A value as the store keeps it, for comparing what a page showed with what is stored now."""
+    if value is None or (not isinstance(value, (list, tuple, str)) and pd.isna(value)):
+        return None
+    if isinstance(value, np.integer):
+        value = int(value)
+    return _dump(list(value) if isinstance(value, tuple) else value)
 
 
 # ---------------------------------------------------------------- engine
@@ -240,17 +253,21 @@ class Store:
     def annotate(self, dataset: str, item_id: str, reader: str, *, label: str | None = None,
                  confidence: int | None = None, note: str | None = None, flags: list[str] | None = None,
                  status: str | None = None, classes: list[str], known_items: set[str] | None = None,
-                 role: str = "annotator") -> list[dict[str, Any]]:
+                 role: str = "annotator", expected: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Record what changed (None leaves a field as it is; note='' and flags=[] clear them).
 
+        `expected`: the reader's values as the caller showed them (field -> value); when one of the
+        fields written has changed since (the same reader in another window), AnnotationConflict is
+        raised and nothing is written, instead of the last write silently winning.
         Returns the events written: one per field whose value differs from the reader's current one."""
         require(role, "annotate")
         values = validate(item_id, reader, label=label, confidence=confidence, note=note, flags=flags,
                           status=status, classes=classes, known_items=known_items)
-        return self._write(dataset, item_id, reader.strip(), role, values)
+        return self._write(dataset, item_id, reader.strip(), role, values, expected)
 
     def clear(self, dataset: str, item_id: str, reader: str, *, fields: tuple[str, ...] = CLEARABLE,
-              known_items: set[str] | None = None, role: str = "annotator") -> list[dict[str, Any]]:
+              known_items: set[str] | None = None, role: str = "annotator",
+              expected: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Withdraw a reader's values (a mis-click, a label on the wrong item): the item counts as not
         labelled by them again, while the trail keeps what was there. Returns the events written."""
         require(role, "annotate")
@@ -259,7 +276,7 @@ class Store:
             raise AnnotationError(f"Cannot clear {', '.join(sorted(unknown))}: only {', '.join(CLEARABLE)} "
                                   "(notes and flags clear by saving them empty).")
         validate(item_id, reader, classes=[], known_items=known_items)
-        return self._write(dataset, item_id, reader.strip(), role, dict.fromkeys(fields))
+        return self._write(dataset, item_id, reader.strip(), role, dict.fromkeys(fields), expected)
 
     def adjudicate(self, dataset: str, item_id: str, reader: str, label: str, *, classes: list[str],
                    known_items: set[str] | None = None, role: str = "admin") -> list[dict[str, Any]]:
@@ -268,24 +285,33 @@ class Store:
         values = validate(item_id, reader, label=label, classes=classes, known_items=known_items)
         return self._write(dataset, item_id, reader.strip(), role, {"adjudicated": values["label"]})
 
-    def _write(self, dataset: str, item_id: str, reader: str, role: str,
-               values: dict[str, Any]) -> list[dict[str, Any]]:
+    def _write(self, dataset: str, item_id: str, reader: str, role: str, values: dict[str, Any],
+               expected: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         if not dataset:
             raise AnnotationError("Annotations belong to a dataset: give its key.")
         attempt = 0
         while True:
             try:
                 with self._writing(json.dumps([dataset, item_id, reader])) as conn:
-                    return self._append(conn, dataset, item_id, reader, role, values)
+                    return self._append(conn, dataset, item_id, reader, role, values, expected)
             except OperationalError as exc:
                 attempt += 1
                 if attempt == RETRIES or not _is_transient(exc):
-                    raise
+                    raise AnnotationError(f"The annotation store could not save this change ({exc.orig}). "
+                                          "Nothing was saved: free disk space or ask whoever runs the "
+                                          "database, then try again.") from exc
                 time.sleep(0.05 * 2 ** attempt)
 
     def _append(self, conn: Connection, dataset: str, item_id: str, reader: str, role: str,
-                values: dict[str, Any]) -> list[dict[str, Any]]:
+                values: dict[str, Any], expected: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         old = self._latest_values(conn, dataset, item_id, reader)
+        if expected is not None:
+            changed = [f for f in values if _as_stored(expected.get(f)) != old.get(f)]
+            if changed:
+                now = ", ".join(f"{f} is now {as_text(_load(old.get(f))) or 'empty'}" for f in changed)
+                raise AnnotationConflict(f"This item changed after this page showed it ({now}; saved by you in "
+                                         "another window or session). Nothing was saved: look again, then "
+                                         "repeat your change if you still want it.")
         at = datetime.now(UTC)
         rows = [{"dataset": dataset, "item_id": item_id, "reader": reader, "role": role, "field": field,
                  "old_value": old.get(field), "new_value": _dump(value), "at": at}

@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy.optimize import minimize_scalar
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, classification_report
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from core import metrics, rundir, workspace
 
@@ -102,30 +104,61 @@ def evaluate_run(run_dir: Path, split: str = "test", threshold: float | None = N
         source = f"saved (tuned on {saved.get('tuned_on')}, {saved.get('method', 'raw scores')})"
     else:
         threshold, source = 0.5, "default"
-    return {"run": Path(run_dir).name, "split": split, "positive_class": positive, "threshold_source": source,
-            **summary(metrics.Curve.from_scores(is_pos, scores), threshold)}
+    report = {"run": Path(run_dir).name, "split": split, "positive_class": positive, "threshold_source": source,
+              **summary(metrics.Curve.from_scores(is_pos, scores), threshold)}
+    if len(rundir.classes_of(predictions)) > 2:
+        report["multiclass"] = multiclass_report(predictions, split)
+    return report
 
 
 # ---------------------------------------------------------------- several classes
 
 
-def multiclass_confusion(predictions: pd.DataFrame, split: str, thresholds: dict[str, float] | None = None,
-                         fallback: str | None = None) -> tuple[list[str], np.ndarray]:
-    """K x K counts, rows true, columns predicted: by the largest probability, or with per-class
-    thresholds (see `decide`) when they are given."""
+def multiclass_predicted(predictions: pd.DataFrame, split: str, thresholds: dict[str, float] | None = None,
+                         fallback: str | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(classes, true class index, predicted class index) of one split's labelled rows: by the
+    largest probability, or with per-class thresholds (see `decide`) when they are given."""
     classes = rundir.classes_of(predictions)
     rows = predictions[predictions["split"] == split]
-    probs = rows[rundir.prob_columns(classes)].to_numpy()
+    truth = pd.Categorical(rows["label"], categories=classes).codes
+    probs = rows[rundir.prob_columns(classes)].to_numpy()[truth >= 0]
     if thresholds:
-        if fallback is None:
-            raise ValueError("Per-class thresholds need a fallback class for items over none of them.")
-        predicted = decide(probs, np.array([thresholds[c] for c in classes]), classes.index(fallback))
+        predicted = decide(probs, np.array([thresholds[c] for c in classes]), classes.index(fallback or classes[0]))
     else:
         predicted = probs.argmax(axis=1)
-    truth = pd.Categorical(rows["label"], categories=classes).codes
-    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(matrix, (truth[truth >= 0], predicted[truth >= 0]), 1)
-    return classes, matrix
+    return classes, truth[truth >= 0].astype(np.int64), predicted.astype(np.int64)
+
+
+def multiclass_confusion(predictions: pd.DataFrame, split: str, thresholds: dict[str, float] | None = None,
+                         fallback: str | None = None) -> tuple[list[str], np.ndarray]:
+    """K x K counts, rows true, columns predicted (see `multiclass_predicted`)."""
+    classes, truth, predicted = multiclass_predicted(predictions, split, thresholds, fallback)
+    return classes, sk_confusion_matrix(truth, predicted, labels=np.arange(len(classes)))
+
+
+def multiclass_report(predictions: pd.DataFrame, split: str, thresholds: dict[str, float] | None = None,
+                      fallback: str | None = None) -> dict[str, Any]:
+    """Every class at once, as scikit-learn reports it: accuracy, balanced accuracy, the K x K matrix
+    and per-class precision, recall, F1 and support. One-vs-rest at a threshold answers another
+    question ("is it class X?") and overstates accuracy when X is rare."""
+    classes, truth, predicted = multiclass_predicted(predictions, split, thresholds, fallback)
+    labels = np.arange(len(classes))
+    per_class = classification_report(truth, predicted, labels=labels, target_names=classes, output_dict=True,
+                                      zero_division=0)
+    return {
+        "split": split, "n": int(len(truth)), "classes": classes,
+        "accuracy": _clean(accuracy_score(truth, predicted)) if len(truth) else None,
+        "balanced_accuracy": _clean(balanced_accuracy_score(truth, predicted)) if len(truth) else None,
+        "confusion_matrix": sk_confusion_matrix(truth, predicted, labels=labels).tolist(),
+        "per_class": {c: {k: float(v) if k != "support" else int(v) for k, v in per_class[c].items()}
+                      for c in classes},
+    }
+
+
+def per_class_table(report: dict[str, Any]) -> pd.DataFrame:
+    """The report's per-class figures as rows (class, precision, recall, F1, support)."""
+    return pd.DataFrame([{"class": c, "precision": v["precision"], "recall": v["recall"], "F1": v["f1-score"],
+                          "support": v["support"]} for c, v in report["per_class"].items()])
 
 
 def decide(probs: np.ndarray, thresholds: np.ndarray, fallback: int) -> np.ndarray:
@@ -157,8 +190,6 @@ def expected_calibration_error(is_positive: np.ndarray, scores: np.ndarray, bins
 
 def brier(is_positive: np.ndarray, scores: np.ndarray) -> float:
     """Mean squared distance of the scores from the outcomes; NaN for no items (scikit-learn refuses them)."""
-    from sklearn.metrics import brier_score_loss
-
     return float(brier_score_loss(is_positive, scores, pos_label=True)) if len(scores) else float("nan")
 
 

@@ -32,12 +32,16 @@ def is_image_path(path: str | Path) -> bool:
 
 
 def check_pixel_limit(width: int, height: int, limit: int | None = None) -> None:
+    """Refuse an image whose decoding or padding would take too much memory. Padding allocates the
+    square of the longer side, so that square is what counts: a 201-byte 1x30000 PNG would
+    otherwise ask for 900 million pixels."""
     limit = MAX_PIXELS if limit is None else limit
-    if width * height > limit:
-        raise ImageTooLarge(
-            f"image too large: {width}x{height} = {width * height:,} pixels, over the "
-            f"{limit:,}-pixel safety limit (possible decompression bomb)"
-        )
+    side = max(width, height)
+    if side * side > limit:
+        size = f"{width}x{height} = {width * height:,} pixels" if width == height else \
+            f"{width}x{height}, padded to a {side}x{side} square = {side * side:,} pixels"
+        raise ImageTooLarge(f"image too large: {size}, over the {limit:,}-pixel safety limit "
+                            "(possible decompression bomb)")
 
 
 def to_uint8_array(img: Image.Image) -> np.ndarray:

@@ -72,7 +72,7 @@ def _move(step: int, total: int) -> None:
     st.session_state[POSITION_KEY] = min(max(st.session_state.get(POSITION_KEY, 0) + step, 0), total - 1)
 
 
-def _label_buttons(store, key, item_id, reader, role, classes, known, total) -> None:
+def _label_buttons(store, key, item_id, reader, role, classes, known, total, current: dict) -> None:
     options = [*classes, *annotations.SPECIAL_LABELS]
     cols = st.columns(2)
     for i, label in enumerate(options, start=1):
@@ -80,7 +80,7 @@ def _label_buttons(store, key, item_id, reader, role, classes, known, total) -> 
                                     disabled=not roles.may(role, "annotate") or not reader):
             try:
                 store.annotate(key, item_id, reader, label=label, status="reviewed", classes=classes,
-                               known_items=known, role=role)
+                               known_items=known, role=role, expected=current)
             except (annotations.AnnotationError, PermissionError) as exc:
                 st.error(str(exc))
                 return
@@ -95,7 +95,7 @@ def _clear_button(store, key, item_id, reader, role, known, current: dict) -> No
                  help="Withdraws your label, confidence and review status for this item (key: Backspace). "
                       "The audit trail keeps what was there."):
         try:
-            store.clear(key, item_id, reader, known_items=known, role=role)
+            store.clear(key, item_id, reader, known_items=known, role=role, expected=current)
         except (annotations.AnnotationError, PermissionError) as exc:
             st.error(str(exc))
             return
@@ -111,7 +111,7 @@ def _details_form(store, key, item_id, reader, role, classes, known, current: di
         if st.form_submit_button("Save details", disabled=not roles.may(role, "annotate") or not reader):
             try:
                 store.annotate(key, item_id, reader, confidence=int(confidence), flags=flags, note=note,
-                               classes=classes, known_items=known, role=role)
+                               classes=classes, known_items=known, role=role, expected=current)
                 st.toast("Saved.")
             except (annotations.AnnotationError, PermissionError) as exc:
                 st.error(str(exc))
@@ -154,7 +154,7 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
             st.warning("Type your name in the sidebar before labelling: every change is recorded under it.")
         st.markdown("**Label** (keys 1–9 and 0; ← → move; Backspace clears)")
         known = set(rows["item_id"]) | set(manifest["id"])
-        _label_buttons(store, key, item["item_id"], reader, role, classes, known, total)
+        _label_buttons(store, key, item["item_id"], reader, role, classes, known, total, current)
         _clear_button(store, key, item["item_id"], reader, role, known, current)
         _details_form(store, key, item["item_id"], reader, role, classes, set(manifest["id"]), current)
         if not blind:

@@ -152,7 +152,7 @@ if tune == "test":
 report_splits = [tune] + [s for s in ("test",) if s != tune and s in splits]
 
 if len(classes) > 2:
-    with st.expander("All classes: decision rule", expanded=False):
+    with st.expander(f"All {len(classes)} classes at once", expanded=True, icon=":material/grid_on:"):
         rule = st.radio("Decide by", ["argmax", "per-class thresholds"], horizontal=True, key="thr_rule",
                         help="Per-class thresholds: the most probable class among those over their threshold; "
                              "when none is, the fallback class.")
@@ -162,8 +162,20 @@ if len(classes) > 2:
             per_class = {c: col.number_input(c, 0.0, 1.0, 0.5, 0.01, key=f"thr_pc_{c}")
                          for col, c in zip(cols, classes)}
             fallback = cols[-1].selectbox("Fallback class", classes, key="thr_fallback")
-        labels, matrix = evaluation.multiclass_confusion(preds, tune, per_class, fallback)
-        st.plotly_chart(figs.confusion(matrix, labels), width="stretch")
+        report = evaluation.multiclass_report(preds, tune, per_class, fallback)
+        if report["n"]:
+            cols = st.columns(3)
+            cols[0].metric(f"Accuracy ({SPLIT_NAMES[tune]})", f"{report['accuracy']:.3f}")
+            cols[1].metric("Balanced accuracy", f"{report['balanced_accuracy']:.3f}",
+                           help="The mean of the per-class recalls: every class counts the same, however rare.")
+            cols[2].metric("Images", f"{report['n']:,}")
+        left, right = st.columns([3, 2])
+        left.plotly_chart(figs.confusion(np.array(report["confusion_matrix"]), report["classes"]), width="stretch")
+        right.dataframe(evaluation.per_class_table(report), hide_index=True, width="stretch",
+                        column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                       for k in ("precision", "recall", "F1")})
+        right.caption("Per class, as scikit-learn's classification report. The one-vs-rest figures below "
+                      "answer \"is it this class?\" for the positive class only.")
 
 slider_key = f"thr_value_{run_dir.name}_{positive}"
 if slider_key not in st.session_state:

@@ -423,3 +423,33 @@ def test_export_command_writes_csv_and_json(store, db_url, tmp_path, monkeypatch
     assert {k: record[k] for k in ("item_id", "reader", "confidence", "flags")} == {
         "item_id": "a", "reader": "alice", "confidence": 4, "flags": ["artifact", "poor staining"]}
     assert "1 annotation rows written" in capsys.readouterr().out
+
+
+def test_a_change_made_elsewhere_since_the_page_showed_it_is_not_overwritten(store):
+    """Two windows of one reader: the second save must not silently undo the first."""
+    classes = ["GS", "nonGS"]
+    store.annotate("d", "a.png", "ann", label="GS", confidence=4, classes=classes)
+    shown = store.current("d", "ann").iloc[0].to_dict()  # both windows show GS, confidence 4
+    store.annotate("d", "a.png", "ann", label="nonGS", classes=classes, expected=shown)  # window one
+    with pytest.raises(annotations.AnnotationConflict, match="label is now nonGS"):
+        store.annotate("d", "a.png", "ann", label="uncertain", classes=classes, expected=shown)  # window two
+    assert store.current("d", "ann").iloc[0]["label"] == "nonGS"
+    store.annotate("d", "a.png", "ann", confidence=2, classes=classes, expected=shown)  # confidence did not move
+    with pytest.raises(annotations.AnnotationConflict):
+        store.clear("d", "a.png", "ann", expected=shown)
+    fresh = store.current("d", "ann").iloc[0].to_dict()
+    store.clear("d", "a.png", "ann", expected=fresh)
+    assert store.current("d", "ann").iloc[0]["label"] is None
+
+
+def test_a_store_that_cannot_write_says_so_plainly(tmp_path):
+    """A full disk (here: a read-only database file) gives a message, not a driver traceback."""
+    path = tmp_path / "annotations.db"
+    writable = annotations.open_store(f"sqlite:///{path}")
+    writable.annotate("d", "a.png", "ann", label="GS", classes=["GS", "nonGS"])
+    writable.engine.dispose()
+    engine = annotations.create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    store = annotations.Store(engine)
+    with pytest.raises(AnnotationError, match="could not save this change.*Nothing was saved"):
+        store.annotate("d", "a.png", "ann", label="nonGS", classes=["GS", "nonGS"])
+    engine.dispose()

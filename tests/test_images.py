@@ -48,6 +48,14 @@ def test_pixel_limit_refuses_bombs(tmp_path, monkeypatch):
         load_array(tmp_path / "big.png")
 
 
+def test_pixel_limit_counts_the_padded_square(tmp_path):
+    """A thin strip decodes to few pixels, but padding it to a square would allocate side x side."""
+    Image.new("RGB", (1, 30000)).save(tmp_path / "strip.png")
+    assert (tmp_path / "strip.png").stat().st_size < 2000
+    with pytest.raises(ImageTooLarge, match="padded to a 30000x30000 square = 900,000,000 pixels"):
+        load_array(tmp_path / "strip.png")
+
+
 def test_npz_items_load_by_split_and_index():
     path = SHARED_DATA / "medmnist" / "breastmnist.npz"
     with np.load(path) as data:

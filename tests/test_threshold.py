@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import confusion_matrix
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
 from streamlit.testing.v1 import AppTest
 
 from core import evaluation, rundir
@@ -86,7 +86,15 @@ def test_multiclass_run_one_vs_rest(at, home):
     assert prevalence == pytest.approx((val["label"] == "WBC").mean(), abs=1e-3)  # WBC's share, not the last run's
     _slider(at).set_value(0.2).run()
     assert not at.exception
-    assert any("decision rule" in e.label for e in at.expander)
+    assert any("All 3 classes" in e.label for e in at.expander)
+    val_labels = val["label"].to_numpy()
+    val_predicted = np.array(["Platelets", "RBC", "WBC"])[val[["prob_Platelets", "prob_RBC", "prob_WBC"]].to_numpy()
+                                                         .argmax(axis=1)]
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Accuracy (validation)"] == f"{(val_labels == val_predicted).mean():.3f}"
+    assert shown["Balanced accuracy"] == f"{balanced_accuracy_score(val_labels, val_predicted):.3f}"
+    table = next(d.value for d in at.dataframe if "support" in d.value.columns)
+    assert table["support"].sum() == len(val) and list(table["class"]) == ["Platelets", "RBC", "WBC"]
     at.radio(key="thr_rule").set_value("per-class thresholds").run()
     at.number_input(key="thr_pc_WBC").set_value(0.99)
     at.selectbox(key="thr_fallback").select("RBC").run()
@@ -160,3 +168,22 @@ def test_a_threshold_saved_on_scaled_scores_decides_on_scaled_scores(home, monke
     fresh = open_page("pages/threshold.py", home, monkeypatch, "b-binary")
     assert fresh.toggle(key="thr_temp_b-binary").value  # reopened as it was saved
     evaluation.save_operating_point(run_dir, positive, 0.5, "val", "raw scores")  # leave the run as found
+
+
+def test_multiclass_report_is_scikit_learns(home, capsys):
+    from core.__main__ import main
+
+    run_dir = home / "runs" / "a-multiclass"
+    preds = rundir.read_predictions(run_dir)
+    test = preds[preds["split"] == "test"]
+    classes = rundir.classes_of(preds)
+    predicted = np.array(classes)[test[rundir.prob_columns(classes)].to_numpy().argmax(axis=1)]
+    report = evaluation.multiclass_report(preds, "test")
+    assert report["accuracy"] == pytest.approx(accuracy_score(test["label"], predicted))
+    assert report["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(test["label"], predicted))
+    assert report["confusion_matrix"] == confusion_matrix(test["label"], predicted, labels=classes).tolist()
+    recall = {c: ((test["label"] == c) & (predicted == c)).sum() / max((test["label"] == c).sum(), 1) for c in classes}
+    assert all(report["per_class"][c]["recall"] == pytest.approx(recall[c]) for c in classes)
+    assert main(["evaluate", str(run_dir), "--split", "test", "--positive", "WBC"]) == 0
+    out = capsys.readouterr().out
+    assert f"balanced accuracy {report['balanced_accuracy']:.3f}" in out and "Platelets" in out

@@ -41,7 +41,7 @@ def test_launch_a_run_and_see_it_finish():
     set_tiny(at, epochs=2)
     normalisation = at.selectbox(key="train_normalize")
     assert normalisation.value == "train" and normalisation.options == [
-        "Statistics of the training split", "ImageNet statistics", "None"]
+        "training split", "ImageNet", "none (0-1)"]
     normalisation.select("none")
     at.button(key="train_launch").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -11,7 +11,7 @@ from core.runconfig import bounds, choices, defaults
 from core.sources import SourceSpec
 
 SIZES = (28, 32, 64, 96, 128, 224, 256)
-NORMALISATION = {"train": "Statistics of the training split", "imagenet": "ImageNet statistics", "none": "None"}
+NORMALISATION = {"train": "training split", "imagenet": "ImageNet", "none": "none (0-1)"}
 DEFAULT = defaults()  # the run config's own defaults: the form keeps no copy of its own
 
 
