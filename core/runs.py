@@ -64,7 +64,7 @@ def launch(run_dir: Path, resume: bool = False) -> int:
 
 
 @contextmanager
-def device_slot(device: str, on_wait: Callable[[], None], should_stop: Callable[[], bool]) -> Iterator[None]:
+def device_slot(device: str, on_wait: Callable[[], object], should_stop: Callable[[], bool]) -> Iterator[None]:
     """Hold the device's lock while training; wait (cancellable) while another run holds it.
 
     The lock is a file lock, so the kernel releases it when a process dies, however it dies.

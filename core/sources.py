@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,17 +68,17 @@ class SourceSpec:
             "a .csv file or a MedMNIST-style .npz file."
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SourceSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> SourceSpec:
         known = {f for f in cls.__dataclass_fields__}
-        clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+        clean: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
         return cls(**clean)
 
 
-def normalise_split(value) -> str | None:
+def normalise_split(value: object) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     text = str(value).strip().lower()
@@ -157,7 +158,7 @@ def _mark_listing_problems(table: pd.DataFrame, spec: SourceSpec) -> pd.DataFram
 
 
 def _walk_images(folder: Path) -> list[Path]:
-    found = []
+    found: list[Path] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(root) / f for f in sorted(files) if not f.startswith(".") and is_image_path(f))
@@ -172,7 +173,7 @@ def _list_folder(spec: SourceSpec) -> pd.DataFrame:
     root = Path(spec.path).resolve()
     subdirs = _subdirs(root)
     split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_ALIASES]
-    rows = []
+    rows: list[dict[str, Any]] = []
     if split_dirs and len(split_dirs) == len(subdirs):
         for split_dir in split_dirs:
             rows += _class_rows(root, split_dir, SPLIT_ALIASES[split_dir.name.lower()])
@@ -181,7 +182,7 @@ def _list_folder(spec: SourceSpec) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=LIST_COLUMNS)
 
 
-def _class_rows(root: Path, folder: Path, split: str | None) -> list[dict]:
+def _class_rows(root: Path, folder: Path, split: str | None) -> list[dict[str, Any]]:
     rows = []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and is_image_path(p)):
         rows.append(_row(root, path, None, split))  # images beside the class folders: unlabelled
@@ -190,7 +191,8 @@ def _class_rows(root: Path, folder: Path, split: str | None) -> list[dict]:
     return rows
 
 
-def _row(root: Path, path: Path, label, split, group=None, mask=None, problem=None) -> dict:
+def _row(root: Path, path: Path, label: str | None, split: str | None, group: str | None = None,
+         mask: str | None = None, problem: str | None = None) -> dict[str, Any]:
     return {"id": path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path),
             "path": str(path), "index": -1, "label": label, "split": split, "group": group,
             "mask_path": mask, "problem": problem}
@@ -311,7 +313,7 @@ def _list_npz(spec: SourceSpec) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _check_label_names(label_names, largest_label: int) -> None:
+def _check_label_names(label_names: Sequence[str] | None, largest_label: int) -> None:
     """Names, when given, must cover every label index once: a short list would mix names and numbers."""
     if not label_names:
         return
@@ -322,9 +324,12 @@ def _check_label_names(label_names, largest_label: int) -> None:
                           f"give {largest_label + 1} names, one per label.")
 
 
-def _npz_rows(path: Path, split: str, count: int, labels, label_names) -> pd.DataFrame:
+def _npz_rows(path: Path, split: str, count: int, labels: np.ndarray | None,
+              label_names: Sequence[str] | None) -> pd.DataFrame:
+    names: list[str | None]
     if labels is None:
         names = [None] * count
+
     elif label_names:
         names = [label_names[int(v)] for v in labels]
     else:
