@@ -18,6 +18,7 @@ from ui.router import ensure_router
 from ui.run_features import checkpoint_stamp, run_features
 from ui.runs_picker import pick_run, predictions
 from ui.state import current_dataset, manifest_or_stop, run_manifest_or_stop
+from ui.text import md
 
 ensure_router()
 
@@ -106,7 +107,7 @@ def _backbone_view() -> None:
     name, spec = current_dataset()
     manifest = manifest_or_stop(spec, f"the dataset '{name}'")
     if manifest["problem"].notna().all():
-        st.warning(f"'{name}' has no readable image to map: the Dataset page lists each file's problem.")
+        st.warning(f"'{md(name)}' has no readable image to map: the Dataset page lists each file's problem.")
         return
     cols = st.columns(4)
     model = cols[0].selectbox("Backbone", ["resnet18", "simple_cnn", "densenet121", "efficientnet_b0"],
@@ -116,7 +117,7 @@ def _backbone_view() -> None:
     colour = cols[3].selectbox("Colour by", ["label", "split", "group"], key="emb_bb_colour")
     spec_key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.to_dict().items()))
     frame = _backbone_layout(spec_key, model, size, method, (), 0)
-    st.caption(f"{name}: {len(frame):,} images through an untrained {model} (ImageNet weights when a local "
+    st.caption(f"{md(name)}: {len(frame):,} images through an untrained {model} (ImageNet weights when a local "
                "copy exists): a first look at the data's structure before any training.")
     fig = px.scatter(frame, x="x", y="y", color=colour, custom_data=["item_id", "split"], render_mode="webgl",
                      hover_data={"item_id": True, "label": True, "x": False, "y": False},

@@ -11,6 +11,7 @@ from ui.cam_view import cam_for_item, item_pixels, mask_share, run_model, says_n
 from ui.router import ensure_router
 from ui.runs_picker import pick_run, predictions
 from ui.state import run_manifest_or_stop
+from ui.text import md
 
 ensure_router()
 
@@ -33,7 +34,7 @@ def _choose_set(preds: pd.DataFrame, run_dir, split: str) -> pd.DataFrame:
     classes = rundir.classes_of(preds)
     argmax = np.array(classes)[rows[rundir.prob_columns(classes)].to_numpy().argmax(axis=1)]
     if kind in ("fn", "fp"):
-        st.caption(f"Positive class {positive} at threshold {threshold:.4f}"
+        st.caption(f"Positive class {md(positive)} at threshold {threshold:.4f}"
                    + ("" if evaluation.load_operating_point(run_dir) else " (no saved operating point: 0.5)"))
     if kind == "ids":
         return rows[rows["item_id"].isin(st.multiselect("Items", rows["item_id"].tolist(), key="cam_ids"))]

@@ -21,6 +21,7 @@ from core.scanning import usable
 from core.sources import SourceError
 from ui.router import ensure_router
 from ui.state import current_dataset, manifest_or_stop, select_dataset_next_run
+from ui.text import md
 
 ensure_router()
 
@@ -104,7 +105,7 @@ def _pick_sample(items: pd.DataFrame, dataset: str, columns) -> pd.DataFrame:
 
 def _show_item(row, size: int) -> None:
     share = preprocess.padding_share(row.width, row.height)
-    st.markdown(f"`{row.id}` · **{row.label}** · {row.width}×{row.height} px · "
+    st.markdown(f"{md(row.id)} · **{md(row.label)}** · {row.width}×{row.height} px · "
                 f"padding would fill {share:.0%} of the square")
     thumbs = _thumbnails(row.path, int(row.index), row.split, row.hash, size)
     captions = {"original": f"original {row.width}×{row.height}"}
@@ -125,7 +126,7 @@ def _show_preview(sample: pd.DataFrame, size: int, all_square: bool) -> None:
             try:
                 _show_item(row, size)
             except Exception as exc:  # a file damaged after the header scan
-                st.warning(f"`{row.id}` cannot be shown: {exc}")
+                st.warning(f"{md(row.id)} cannot be shown: {md(exc)}")
 
 
 def _share_histogram(items: pd.DataFrame) -> None:
@@ -149,7 +150,7 @@ def _run_export(manifest: pd.DataFrame, dataset: str, out_dir: str, settings: di
     try:
         result = export_preprocessed(manifest, out_dir, progress=report, **settings)
     except (ValueError, OSError) as exc:
-        st.error(f"Export failed: {exc}")
+        st.error(f"Export failed: {md(exc)}")
         return
     finally:
         bar.empty()
@@ -160,7 +161,7 @@ def _register(result: dict, name: str) -> None:
     try:
         add_dataset(name, export_source(result["csv"]))
     except (SourceError, OSError) as exc:
-        st.error(f"Could not add the dataset: {exc}")
+        st.error(f"Could not add the dataset: {md(exc)}")
         return
     select_dataset_next_run(name.strip())
     st.session_state[FLASH_KEY] = f"Added the dataset '{name.strip()}' and made it the sidebar's dataset."
@@ -209,7 +210,7 @@ def main() -> None:
     manifest = manifest_or_stop(spec, f"the dataset '{dataset}'")
     items = manifest[usable(manifest)]
     if items.empty:
-        st.warning(f"'{dataset}' has no usable images (each needs a label and no problem).")
+        st.warning(f"'{md(dataset)}' has no usable images (each needs a label and no problem).")
         st.stop()
     columns = st.columns([2, 2, 2, 1])
     size = _size_control(columns[0])

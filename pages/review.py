@@ -19,6 +19,7 @@ from ui.router import ensure_router
 from ui.run_features import run_features
 from ui.runs_picker import pick_run, predictions
 from ui.state import run_manifest_or_stop, select_dataset_next_run
+from ui.text import md
 
 ensure_router()
 
@@ -76,7 +77,7 @@ def _label_buttons(store, key, item_id, reader, role, classes, known, total, cur
     options = [*classes, *annotations.SPECIAL_LABELS]
     cols = st.columns(2)
     for i, label in enumerate(options, start=1):
-        if cols[(i - 1) % 2].button(label, key=f"rv_label_{label}", width="stretch", shortcut=label_shortcut(i),
+        if cols[(i - 1) % 2].button(md(label), key=f"rv_label_{label}", width="stretch", shortcut=label_shortcut(i),
                                     disabled=not roles.may(role, "annotate") or not reader):
             try:
                 store.annotate(key, item_id, reader, label=label, status="reviewed", classes=classes,
@@ -129,10 +130,10 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
     nav[0].button("Previous", icon=":material/arrow_back:", on_click=_move, args=(-1, total), key="rv_prev",
                   width="stretch", shortcut=PREVIOUS_KEY)
     shown_id = item["item_id"].rsplit("/", 1)[-1] if blind else item["item_id"]  # class folders name the label
-    nav[1].markdown(f"**{position + 1} of {total:,}** · `{shown_id}` · {item['split']}"
-                    + ("" if blind else f" · dataset label **{item['label']}** · model **{item['predicted']}** "
+    nav[1].markdown(f"**{position + 1} of {total:,}** · {md(shown_id)} · {item['split']}"
+                    + ("" if blind else f" · dataset label **{md(item['label'])}** · model **{md(item['predicted'])}** "
                        f"({item['confidence']:.2f}, {item['outcome']})")
-                    + (f" · your label: **{current['label']}**" if current.get("label") else ""))
+                    + (f" · your label: **{md(current['label'])}**" if current.get("label") else ""))
     nav[2].button("Next", icon=":material/arrow_forward:", on_click=_move, args=(1, total), key="rv_next",
                   width="stretch", shortcut=NEXT_KEY)
     left, right = st.columns([3, 2])
@@ -218,7 +219,7 @@ def _export(store, key, manifest, dataset_name) -> None:
             registry.add_dataset(name, SourceSpec(str(out), kind="csv", label_column="label", group_column="group",
                                                    split_column="split", mask_column="mask_path"))
         except SourceError as exc:  # every item excluded or uncertain, say
-            st.error(f"Wrote {out}, but it cannot be added as a dataset: {exc}")
+            st.error(f"Wrote {md(out)}, but it cannot be added as a dataset: {md(exc)}")
             return
         st.success(f"Wrote {counts['written']:,} items ({counts['changed']:,} relabelled, {counts['excluded']:,} "
                    f"excluded, {counts['uncertain']:,} uncertain left out) to {out}; added as '{name}'.")

@@ -20,6 +20,7 @@ from ui.gallery import image_grid
 from ui.router import ensure_router
 from ui.runs_picker import pick_run, predictions
 from ui.state import load_manifest
+from ui.text import md
 
 ensure_router()
 
@@ -112,7 +113,7 @@ def _cell_gallery(run_dir, is_pos, scores, threshold, split) -> None:
     try:
         manifest = with_predicted_items(load_manifest(dataset_spec(rundir.read_config(run_dir))), preds)
     except SourceError as exc:
-        st.warning(f"The images of this run cannot be read ({exc}); the numbers above come from its stored "
+        st.warning(f"The images of this run cannot be read ({md(exc)}); the numbers above come from its stored "
                    "predictions and stay true.")
         return
     shown = manifest.set_index("id").loc[order["item_id"]].reset_index().assign(
@@ -225,7 +226,7 @@ def operating_point() -> None:
                       reports[tune]["average_precision"], curve.n_pos / max(curve.n, 1)),
         "scores": figs.distributions(is_pos, scores, threshold, positive),
     }
-    st.markdown(f"**{SPLIT_NAMES[tune].capitalize()} split** ({curve.n:,} items, {curve.n_pos:,} {positive})")
+    st.markdown(f"**{SPLIT_NAMES[tune].capitalize()} split** ({curve.n:,} items, {curve.n_pos:,} {md(positive)})")
     top = st.columns(4)
     for col, name in zip(top, figures):
         col.plotly_chart(figures[name], width="stretch", key=f"fig_{name}")
@@ -236,12 +237,12 @@ def operating_point() -> None:
     with right:
         st.markdown("**Save and export**")
         if saved:
-            st.caption(f"Saved: {saved['positive_class']} at {saved['threshold']:.4f}, tuned on "
+            st.caption(f"Saved: {md(saved['positive_class'])} at {saved['threshold']:.4f}, tuned on "
                        f"{SPLIT_NAMES.get(saved['tuned_on'], saved['tuned_on'])} ({saved['method']}).")
         if st.button("Save this operating point with the run", type="primary", icon=":material/save:"):
             evaluation.save_operating_point(run_dir, positive, threshold, tune,
                                             "temperature-scaled" if calibrated else "raw scores", temperature)
-            st.toast(f"Saved {positive} at {threshold:.4f}.")
+            st.toast(f"Saved {md(positive)} at {threshold:.4f}.")
             st.rerun(scope="app")
         point = {"positive_class": positive, "threshold": threshold, "tuned_on": tune, "temperature": temperature}
         st.download_button("Download the report (JSON, CSV and figures)",

@@ -15,6 +15,7 @@ from ui.identity import current_reader, login_configured
 from ui.router import ensure_router
 from ui.run_config_form import run_config_form
 from ui.state import current_dataset, load_manifest
+from ui.text import md
 
 ensure_router()
 
@@ -25,7 +26,7 @@ def _launch(overrides: dict) -> None:
     try:
         dirs = runs.create_runs(overrides)
     except (ConfigError, SourceError) as exc:
-        st.error(f"The run was not started: {exc}")
+        st.error(f"The run was not started: {md(exc)}")
         return
     for run_dir in dirs:
         runs.launch(run_dir)
@@ -81,10 +82,10 @@ def _actions(run_dir: Path, current: dict) -> None:
 def _monitor(run_dir: Path) -> None:
     current = runs.status(run_dir)
     metrics = rundir.read_metrics(run_dir)
-    st.markdown(f"#### {run_dir.name} · {current.get('state')}")
+    st.markdown(f"#### {md(run_dir.name)} · {current.get('state')}")
     _progress(current)
     if current.get("state") == "failed":
-        st.error(f"The run failed: {current.get('message', '')}")
+        st.error(f"The run failed: {md(current.get('message', ''))}")
     _actions(run_dir, current)
     if metrics.empty:
         st.info("No finished epoch yet: curves appear after the first one.")

@@ -2,6 +2,7 @@
 import pytest
 
 from tests.conftest import open_page, train_tiny_run
+from ui.text import md
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_gradcam_page_single_and_set(home, monkeypatch):
     at.text_input(key="cam_layer_single").input("features.2").run()
     assert not at.exception and not at.error
     at.text_input(key="cam_layer_single").input("no.such.layer").run()
-    assert any("no layer 'no.such.layer'" in e.value for e in at.error)
+    assert any(md("no layer 'no.such.layer'") in e.value for e in at.error)  # shown as text
     at.text_input(key="cam_layer_single").input("").run()
     at.multiselect(key="cam_methods").set_value(["GradCAM", "EigenCAM"]).run()
     assert not at.exception

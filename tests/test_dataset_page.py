@@ -4,6 +4,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import registry
 from tests.conftest import ROOT, SHARED_DATA
+from ui.text import md
 
 BCCD_CSV = SHARED_DATA / "bccd_crops" / "labels.csv"
 
@@ -112,7 +113,7 @@ def test_a_thumbnail_that_cannot_be_decoded_does_not_stop_the_grid(tmp_path):
     at = AppTest.from_function(_grid_of_header_scan, args=(str(tmp_path),), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("image")) == 1
-    assert any("cut.jpg: cannot be decoded" in c.value for c in at.caption)
+    assert any(md("cut.jpg") + ": cannot be decoded" in c.value for c in at.caption)  # the name shown as text
 
 
 def test_split_percentages_of_zero_do_not_break_the_train_page():

@@ -10,6 +10,7 @@ from core.registry import DEMO_DATASETS
 from core.scanning import scan
 from tests.conftest import open_page, train_tiny_run
 from ui.hotkeys import label_shortcut
+from ui.text import md
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def at(trained, tmp_path, monkeypatch):
 
 
 def _position(app) -> str:
-    return next(m.value for m in app.markdown if " of " in m.value and "`" in m.value)
+    return next(m.value for m in app.markdown if " of " in m.value and " · " in m.value)
 
 
 def test_labelling_needs_a_name(at):
@@ -92,7 +93,7 @@ def test_blind_mode_hides_the_model(at, trained):
     assert all(at.multiselect(key=k).disabled for k in ("rv_truth", "rv_pred", "rv_outcome"))
     test_ids = sorted(pd.read_parquet(trained / "runs" / "tiny" / "predictions.parquet").query(
         "split == 'test'")["item_id"])
-    assert test_ids[0].rsplit("/", 1)[-1] in line  # id order, not mistakes first
+    assert md(test_ids[0].rsplit("/", 1)[-1]) in line  # id order, not mistakes first (shown as text)
 
 
 def test_blind_mode_hides_other_readers_in_the_audit_trail(at, trained):

@@ -113,11 +113,16 @@ def test_committed_configs_still_load(path):
     assert loaded["model"] == written["model"] and loaded["optimiser"]["lr"] == written["optimiser"]["lr"]
 
 
-def test_the_demo_run_config_is_the_full_config_less_normalize():
+def test_the_demo_run_config_is_the_full_config():
     written = json.loads(DEMO_RUN_CONFIG.read_text())
-    loaded = load_config(DEMO_RUN_CONFIG)
-    loaded["preprocess"].pop("normalize")
-    assert loaded == written
+    assert load_config(DEMO_RUN_CONFIG) == written
+
+
+def test_a_config_written_before_normalize_existed_still_loads(tmp_path):
+    old = json.loads(DEMO_RUN_CONFIG.read_text())
+    old["preprocess"].pop("normalize")
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert load_config(tmp_path / "old.json")["preprocess"]["normalize"] == "train"
 
 
 def test_form_helpers_read_the_models():

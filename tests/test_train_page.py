@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import rundir, runs
 from tests.conftest import ROOT
+from ui.text import md
 
 
 def open_train_page() -> AppTest:
@@ -31,7 +32,7 @@ def only_run() -> Path:
 
 def test_first_start_shows_the_demo_run_with_its_curves():
     at = open_train_page()
-    assert any("glomeruli-simple-cnn" in m.value and "finished" in m.value for m in at.markdown)
+    assert any(md("glomeruli-simple-cnn") in m.value and "finished" in m.value for m in at.markdown)
     assert any(c.value.startswith("Best epoch") for c in at.caption)
 
 
@@ -53,7 +54,7 @@ def test_launch_a_run_and_see_it_finish():
     assert not at.exception
     at.session_state["train_selected_run"] = run_dir.name
     at.run()
-    assert any(run_dir.name in m.value and "finished" in m.value for m in at.markdown)
+    assert any(md(run_dir.name) in m.value and "finished" in m.value for m in at.markdown)
     assert any(c.value.startswith("Best epoch") for c in at.caption)
 
 

@@ -10,6 +10,7 @@ import streamlit as st
 from core import cam, rundir
 from core.images import load_item
 from core.runmodel import load_run_model
+from ui.text import md
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the run's best model…")
@@ -39,12 +40,12 @@ def readable_pixels(row: pd.Series) -> np.ndarray | None:
     """The item's pixels, or None after a plain warning when its file has gone or is damaged
     since the run was trained: one lost image must not take the page down."""
     if isinstance(row.get("problem"), str):
-        st.warning(f"Cannot show this image: {row['problem']}.")
+        st.warning(f"Cannot show this image: {md(row['problem'])}.")
         return None
     try:
         return item_pixels(row)
     except OSError as exc:
-        st.warning(f"Cannot read this image ({row['path']}): {exc}")
+        st.warning(f"Cannot read this image ({md(row['path'])}): {md(exc)}")
         return None
 
 
@@ -76,7 +77,7 @@ def cam_for_item(run_dir: Path, row: pd.Series, pred: pd.Series, classes: list[s
         with st.spinner(f"{method}…"):
             result = cam.explain(model, ckpt, pixels, method, target, target_layer=layer)
     except ValueError as exc:
-        st.error(f"{exc} Layer names are those of the model's named_modules().")
+        st.error(f"{md(exc)} Layer names are those of the model's named_modules().")
         return
     pictures = st.columns(3)
     pictures[0].image(result.image, caption="model input (padding visible)", width="stretch")

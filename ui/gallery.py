@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core.thumbnails import thumbnail
+from ui.text import md
 
 
 @st.cache_data(max_entries=5000, show_spinner=False)
@@ -26,4 +27,4 @@ def image_grid(rows: pd.DataFrame, columns: int = 8, caption: str = "id") -> Non
             try:
                 cell.image(_thumb(row.path, row.hash, int(row.index), split), caption=name, width="stretch")
             except (OSError, ValueError) as exc:
-                cell.caption(f"{name}: cannot be decoded ({exc})")
+                cell.caption(f"{md(name)}: cannot be decoded ({md(exc)})")

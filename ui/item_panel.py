@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import rundir
+from ui.text import md
 
 
 def item_panel(run_dir, manifest: pd.DataFrame, preds: pd.DataFrame, item_id: str, split: str) -> None:
@@ -16,8 +17,8 @@ def item_panel(run_dir, manifest: pd.DataFrame, preds: pd.DataFrame, item_id: st
     classes = rundir.classes_of(preds)
     probs = [float(pred[rundir.prob_column(c)]) for c in classes]
     with st.container(border=True):
-        st.markdown(f"**{item_id}** · {split} · true label **{pred['label']}** · predicted "
-                    f"**{classes[max(range(len(probs)), key=probs.__getitem__)]}**")
+        st.markdown(f"**{md(item_id)}** · {split} · true label **{md(pred['label'])}** · predicted "
+                    f"**{md(classes[max(range(len(probs)), key=probs.__getitem__)])}**")
         cols = st.columns([1, 1, 2])
         with cols[0]:
             pixels = readable_pixels(row)

@@ -9,6 +9,7 @@ import streamlit as st
 from core.models import list_models
 from core.runconfig import bounds, choices, defaults
 from core.sources import SourceSpec
+from ui.text import md
 
 SIZES = (28, 32, 64, 96, 128, 224, 256)
 NORMALISATION = {"train": "training split", "imagenet": "ImageNet", "none": "none (0-1)"}
@@ -53,9 +54,9 @@ def _model_section() -> dict:
         cols[2].caption("Trained from scratch (no ImageNet weights exist for this model).")
     elif weights:
         if Path(weights).expanduser().is_file():
-            cols[2].success(f"Starts from the weights in {weights}.")
+            cols[2].success(f"Starts from the weights in {md(weights)}.")
         else:
-            cols[2].error(f"No file at {weights}: correct the path or clear it.")
+            cols[2].error(f"No file at {md(weights)}: correct the path or clear it.")
     elif info["weights_present"]:
         cols[2].success(f"ImageNet weights found: {info['weights_path']}")
     else:
@@ -129,7 +130,7 @@ def run_config_form(dataset_name: str, spec: SourceSpec, blocked: str | None = N
     config overrides when the user presses Launch. `blocked` says why this dataset cannot train:
     it is shown and Launch is disabled, rather than a run failing at once."""
     with st.container(border=True):
-        st.markdown(f"**Dataset:** {dataset_name} (change it in the sidebar)")
+        st.markdown(f"**Dataset:** {md(dataset_name)} (change it in the sidebar)")
         if blocked:
             st.warning(blocked)
         model = _model_section()

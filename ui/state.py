@@ -11,6 +11,7 @@ from core.review import with_predicted_items
 from core.runconfig import dataset_spec
 from core.scanning import scan
 from core.sources import SourceError, SourceSpec, source_signature
+from ui.text import md
 
 DATASET_KEY = "dataset"
 PENDING_KEY = "dataset_to_select"  # set by a page; applied before the sidebar widget exists
@@ -34,7 +35,7 @@ def manifest_or_stop(spec: SourceSpec, whose: str):
     try:
         return load_manifest(spec)
     except SourceError as exc:
-        st.error(f"Cannot read the images of {whose}: {exc}. If they moved or their drive is not mounted, "
+        st.error(f"Cannot read the images of {md(whose)}: {md(exc)}. If they moved or their drive is not mounted, "
                  "put them back at that path.")
         st.stop()
 

@@ -58,16 +58,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(port: int, lumen_home: Path) -> tuple[subprocess.Popen, str]:
-    """Run `streamlit run app.py` in its own process group and wait until it answers."""
+def start_app(port: int, lumen_home: Path, script: str = "app.py") -> tuple[subprocess.Popen, str]:
+    """Run `streamlit run app.py` (or another script of the repository) in its own process group
+    and wait until it answers."""
     lumen_home = Path(lumen_home)
     lumen_home.mkdir(parents=True, exist_ok=True)
     log_path = lumen_home / "streamlit.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py",
+    cmd = [sys.executable, "-m", "streamlit", "run", script,
            "--server.port", str(port), "--server.address", "127.0.0.1"]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env={**os.environ, "LUMEN_HOME": str(lumen_home)},
+            cmd, cwd=REPO_ROOT, env={**os.environ, "LUMEN_HOME": str(lumen_home), "PYTHONPATH": str(REPO_ROOT)},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
     try:
