@@ -520,8 +520,6 @@ def majority_labels(labels: pd.DataFrame) -> pd.Series:
 
 def corrected_labels_csv(store: Store, dataset: str, items: pd.DataFrame, path: str | Path,
                          policy: tuple[str, ...] = DEFAULT_POLICY) -> dict[str, str | int]:
-
-
     """Write a CSV source (path,label,original_label,source,group,split,mask_path) with the corrected labels.
 
     ``items`` is a manifest (id, path, label, split, group) or predictions joined with the paths

@@ -327,7 +327,6 @@ def mask_like_input(arr: np.ndarray, preprocessor: Preprocessor) -> np.ndarray:
 
 
 def load_mask(path: str | Path, ckpt: dict[str, Any]) -> np.ndarray:
-
     """The mask file at `path` in the geometry of the run's model input."""
     return mask_like_input(load_array(path), preprocessor_of(ckpt))
 
@@ -337,12 +336,10 @@ def load_mask(path: str | Path, ckpt: dict[str, Any]) -> np.ndarray:
 def heatmap(cam: np.ndarray, colormap: str = "jet") -> np.ndarray:
     """uint8 RGB colour image of a [0, 1] map; colormap is any OpenCV name (jet, turbo, inferno...)."""
     code: int | None = getattr(cv2, f"COLORMAP_{colormap.upper()}", None)
-
     if code is None:
         raise ValueError(f"Unknown colormap '{colormap}'.")
     levels: npt.NDArray[np.uint8] = np.rint(255 * np.clip(cam, 0, 1)).astype(np.uint8)
     bgr = cv2.applyColorMap(levels, code)
-
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -159,7 +159,6 @@ def warm_up_umap() -> threading.Event:
 
 def backbone_features(spec: SourceSpec, model_name: str = "resnet18", size: int = 64,
                       batch_size: int = 128) -> pd.DataFrame:
-
     """Features of a backbone no run has trained, for a dataset with no run yet: a first look at
     its structure (ImageNet weights when a local copy exists, else random ones, which still
     group images by colour and texture). The input is made as a run's would be (zero padding,

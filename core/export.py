@@ -119,7 +119,6 @@ def _csv_bytes(rows: pd.DataFrame) -> bytes:
 
 def export_preprocessed(manifest: pd.DataFrame, out_dir: str | Path, size: int, pad_mode: str = "zero",
                         fit: str = "pad", progress: ProgressFn | None = None) -> dict[str, Any]:
-
     """Write every usable item as a size x size PNG (grey stays grey) and a labels.csv beside them.
 
     The CSV is written last and atomically, so a reader never finds a CSV naming missing images;

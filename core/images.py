@@ -95,7 +95,6 @@ def load_item(path: str, index: int = -1, split: str | None = None) -> np.ndarra
     if index is not None and int(index) >= 0:
         arrays = _npz_arrays(str(path), Path(path).stat().st_mtime_ns)
         arr: np.ndarray = arrays[f"{split}_images"][int(index)]
-
         if arr.dtype != np.uint8:
             arr = np.clip(arr * (255.0 / max(float(arr.max()), 1.0)), 0, 255).astype(np.uint8)
         return arr

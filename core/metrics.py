@@ -118,7 +118,6 @@ def confusion_matrix(counts: Counts) -> np.ndarray:
 
 def bootstrap_intervals(counts: Counts, n_boot: int = 2000, level: float = 0.95,
                         seed: int = 0) -> dict[str, tuple[float, float]]:
-
     """Percentile intervals of every rate at a fixed threshold.
 
     Resampling n items with replacement and re-counting them is the same as drawing the four cell

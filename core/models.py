@@ -454,7 +454,6 @@ def cam_target_layer(model: nn.Module, name: str) -> nn.Module:
 # ---------------------------------------------------------------- for the UI
 
 def list_models() -> list[dict[str, Any]]:
-
     """One row per model for a selectbox, with whether local ImageNet weights are present."""
     rows = []
     for spec in MODELS.values():

@@ -138,7 +138,6 @@ Sides = TypeVar("Sides", float, "np.ndarray", "pd.Series")
 
 
 def padding_share(width: Sides, height: Sides) -> Sides:
-
     """Fraction of the padded square that is margin: 1 - w*h / max(w, h)**2.
 
     Works element-wise on numbers, numpy arrays and pandas Series (a Series stays a Series); a
@@ -148,7 +147,6 @@ def padding_share(width: Sides, height: Sides) -> Sides:
         side = np.maximum(width, height) * 1.0
         share: Sides = 1.0 - (width * 1.0) * height / (side * side)
         return share
-
 
 
 def channels_for(modes: Sequence[str]) -> int:

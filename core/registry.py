@@ -30,7 +30,6 @@ def _registry_path() -> Path:
 
 @contextmanager
 def _locked() -> Iterator[None]:
-
     lock_path = workspace.home() / ".datasets.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -191,7 +191,6 @@ def eta_seconds(current: dict[str, Any], now: float | None = None) -> float | No
     return float(elapsed * (1 - progress) / done)
 
 
-
 def compare(run_dirs: list[Path]) -> pd.DataFrame:
     """Settings and best validation figures of several runs, one row each, for the compare view."""
     rows = []

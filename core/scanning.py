@@ -138,7 +138,6 @@ def _save_fact_cache(spec: SourceSpec, facts: pd.DataFrame) -> None:
 def _run_parallel(fn: Callable[[Item], Result], items: list[Item], progress: ProgressFn | None, offset: int,
                   total: int) -> list[Result | None]:
     results: list[Result | None] = [None] * len(items)
-
     if not items:
         return results
     step = max(1, len(items) // 200)

@@ -141,7 +141,6 @@ def reconcile(run_dir: Path, current: dict[str, Any]) -> dict[str, Any]:
 
 
 def cancel(run_dir: Path, current: dict[str, Any]) -> bool:
-
     """scancel the run's job (never a local kill: its pid belongs to a compute node); True when done."""
     job_id = current.get("slurm_job_id")
     if current.get("state") == "queued" and not job_id:  # written, never submitted from here

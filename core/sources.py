@@ -329,7 +329,6 @@ def _npz_rows(path: Path, split: str, count: int, labels: np.ndarray | None,
     names: list[str | None]
     if labels is None:
         names = [None] * count
-
     elif label_names:
         names = [label_names[int(v)] for v in labels]
     else:

@@ -38,7 +38,6 @@ def assign_splits(manifest: pd.DataFrame, ratios: Sequence[float] | np.ndarray =
     else:
         units = pd.Series(rows.index.astype(str), index=rows.index)
     result.loc[rows.index] = _greedy_assign(units, labels, shares, seed)
-
     return result
 
 

@@ -24,7 +24,6 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def summarize(manifest: pd.DataFrame) -> dict[str, Any]:
-
     # Sizes, modes and formats describe the images that will be used: a decompression bomb or a
     # truncated file has a readable header, but must not skew the statistics.
     readable = manifest[(manifest["width"] > 0) & manifest["problem"].isna()]

@@ -31,7 +31,6 @@ def test_features_have_one_row_per_item_and_are_cached(run_dir, monkeypatch):
 
 
 @pytest.mark.parametrize("method", ["pca", pytest.param("tsne", marks=pytest.mark.slow), "umap"])
-
 def test_layouts_are_2d_and_stored_with_the_run(run_dir, method, monkeypatch):
     frame = embeddings.layout(run_dir, method, ("train", "test"))
     assert list(frame.columns[-2:]) == ["x", "y"] and np.isfinite(frame[["x", "y"]]).all().all()

@@ -43,7 +43,6 @@ class Data:
 
 
 def load_data(config: dict[str, Any], progress: Callable[[int, int], None] | None = None,
-
               splits: pd.Series | None = None) -> Data:
     """Scan the source, split it, and decode + preprocess every usable image once (cached).
 

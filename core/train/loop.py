@@ -69,7 +69,6 @@ def epoch_order(loop: Loop, train_idx: np.ndarray, epoch: int) -> np.ndarray:
     return shard
 
 
-
 def train_one_epoch(loop: Loop, optimiser: torch.optim.Optimizer, criterion: torch.nn.Module, order: np.ndarray,
                     gen: torch.Generator, should_stop: Callable[[], bool],
                     on_batch: Callable[[int, int], None]) -> dict[str, float]:

@@ -128,7 +128,6 @@ def _train(session: Session, should_stop: Callable[[], bool]) -> bool:
         stats: dict[str, Any] = train_one_epoch(loop, session.optimiser, session.criterion,
                                                 epoch_order(loop, train_idx, epoch), session.gen, should_stop,
                                                 partial(on_batch, epoch=epoch))
-
         stats.update(evaluate(loop, val_idx, session.criterion))
         stats.update(epoch=epoch, lr=session.optimiser.param_groups[0]["lr"], time=time.time())
         _end_epoch(session, stats)
@@ -172,7 +171,6 @@ def _prepare_data(config: dict[str, Any], run_dir: Path, lead: bool, world: int,
         status(message=f"preparing images: {done}/{total}")
 
     data = load_data(config, progress=preparing, splits=rundir.read_splits(run_dir))
-
     if lead:
         if not rundir.splits_path(run_dir).exists():
             rundir.write_items(run_dir, data.items, rundir.dataset_root(dataset_spec(config).path))
