@@ -3,7 +3,8 @@
 A gallery (say every false negative) needs a map per image; one pass per image pays the Python,
 hook and per-call overhead N times. Models: a simple CNN and a ResNet18 with random weights (the
 timing does not depend on what they learned), on the first N demo glomeruli at SIZE px.
-Each figure is the best of three interleaved timings. Prints images/s for both and, last, `ratio <batched / one at a time>` over both models.
+Each figure is the best of three interleaved timings. Prints images/s for both and, last,
+`ratio <batched / one at a time>` over both models.
 
     python bench/cam.py [N] [SIZE] [BATCH]
 """
@@ -11,19 +12,16 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from core import cam  # noqa: E402
-from core.images import load_array  # noqa: E402
-from core.models import build_model  # noqa: E402
-from core.preprocess import Preprocessor  # noqa: E402
-from core.workspace import DEMO_DIR  # noqa: E402
+from core import cam
+from core.images import load_array
+from core.models import build_model
+from core.preprocess import Preprocessor
+from core.workspace import DEMO_DIR
 
 
 def demo_inputs(n: int, size: int) -> torch.Tensor:
@@ -45,6 +43,14 @@ def best_seconds(runs: dict, repeats: int = 3) -> dict:
     return best
 
 
+def batched_and_single(model: torch.nn.Module, name: str, x: torch.Tensor, batch: int) -> dict:
+    """The two ways to map every image of x: Lumen's batched call, and one call per image."""
+    return {
+        "batched": lambda: cam.compute_cams(model, name, x, "GradCAM", batch_size=batch),
+        "single": lambda: [cam.compute_cams(model, name, x[i:i + 1], "GradCAM") for i in range(len(x))],
+    }
+
+
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 64
     size = int(sys.argv[2]) if len(sys.argv) > 2 else 64
@@ -57,10 +63,7 @@ def main() -> int:
         model, _ = build_model(name, 2, pretrained="none")
         model.eval()
         cam.compute_cams(model, name, x[:2], "GradCAM")  # warm-up: first-call allocations
-        best = best_seconds({
-            "batched": lambda: cam.compute_cams(model, name, x, "GradCAM", batch_size=batch),
-            "single": lambda: [cam.compute_cams(model, name, x[i:i + 1], "GradCAM") for i in range(n)],
-        })
+        best = best_seconds(batched_and_single(model, name, x, batch))
         batched, single = best["batched"], best["single"]
         totals += (batched, single)
         print(f"{name:11s} batched {n / batched:8.1f} images/s   one at a time {n / single:8.1f} images/s"

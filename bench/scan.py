@@ -13,13 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from PIL import Image
+
+from core.scanning import scan
+from core.sources import SourceSpec, list_items
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from PIL import Image  # noqa: E402
-
-from core.scanning import scan  # noqa: E402
-from core.sources import SourceSpec, list_items  # noqa: E402
 
 
 def full_decode(paths: list[str]) -> None:

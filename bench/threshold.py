@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, roc_curve
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from core import metrics  # noqa: E402
+from core import metrics
 
 
 def main() -> int:

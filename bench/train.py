@@ -27,24 +27,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from core import rundir, train
+from core.models import build_model
+from core.preprocess import prepare
+from core.runconfig import make_config
+from core.train.augment import augment
+from core.train.data import load_data
+from core.train.loop import Loop, epoch_order
+from core.train.optim import build_for, class_weights, make_optimiser
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
-from torchvision import transforms  # noqa: E402
-
-from core import rundir, train  # noqa: E402
-from core.train.augment import augment  # noqa: E402
-from core.train.data import load_data  # noqa: E402
-from core.train.loop import Loop, epoch_order  # noqa: E402
-from core.train.optim import build_for, class_weights, make_optimiser  # noqa: E402
-from core.models import build_model  # noqa: E402
-from core.preprocess import prepare  # noqa: E402
-from core.runconfig import make_config  # noqa: E402
 
 DEMO_CSV = ROOT / "assets" / "demo" / "glomeruli" / "labels.csv"
 

@@ -8,8 +8,9 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from core.runconfig import ConfigError, load_config
 from core.scanning import scan
@@ -55,7 +56,7 @@ def _scan_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_dir(args, config: dict) -> Path:
+def _run_dir(args: argparse.Namespace, config: dict[str, Any]) -> Path:
     """The run directory named on the command line, or a new one in the workspace; it holds config.json."""
     from core import rundir, runs
 
@@ -68,14 +69,13 @@ def _run_dir(args, config: dict) -> Path:
     return run_dir
 
 
-def _train_command(args) -> int:
+def _train_command(args: argparse.Namespace) -> int:
     """Train one run in this process; SIGTERM (the app's Cancel) stops it at the next batch."""
     from core import rundir, runs, train  # torch is imported only for this command
     from core.train.optim import select_device
 
+    config = load_config(args.config)  # first: a config it refuses leaves the caller's logging as it was
     logging.basicConfig(level=logging.INFO, format="[lumen] %(message)s", stream=sys.stdout, force=True)
-
-    config = load_config(args.config)
     run_dir = _run_dir(args, config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -95,7 +95,7 @@ def _train_command(args) -> int:
         return 0
 
 
-def _slurm_command(args) -> int:
+def _slurm_command(args: argparse.Namespace) -> int:
     """Write the run's SLURM job script, print it, and with --submit hand it to sbatch."""
     from core import slurm
 
@@ -109,7 +109,7 @@ def _slurm_command(args) -> int:
     return 0
 
 
-def _evaluate_command(args) -> int:
+def _evaluate_command(args: argparse.Namespace) -> int:
     from core.evaluation import evaluate_run
 
     try:
@@ -129,7 +129,7 @@ def _evaluate_command(args) -> int:
     return 0
 
 
-def _print_multiclass(report: dict) -> None:
+def _print_multiclass(report: dict[str, Any]) -> None:
     """All classes at once: accuracy, balanced accuracy and scikit-learn's per-class table."""
     from core.evaluation import per_class_table
 
@@ -195,7 +195,7 @@ def _bundle_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _annotations_command(args) -> int:
+def _annotations_command(args: argparse.Namespace) -> int:
     """Export the review store's current annotations (all datasets unless one is named)."""
     from core import annotations
 
@@ -226,7 +226,7 @@ def _corrected_labels_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embed_command(args) -> int:
+def _embed_command(args: argparse.Namespace) -> int:
     """Write a 2-D layout of a run's features (item_id, split, label, x, y) as CSV or parquet."""
     from core import rundir
     from core.embeddings import METHODS, layout
@@ -245,7 +245,7 @@ def _embed_command(args) -> int:
     return 0
 
 
-def _cam_command(args) -> int:
+def _cam_command(args: argparse.Namespace) -> int:
     """Grad-CAM of one image file with a run's model, saved as a [input | heatmap | overlay] PNG."""
     from core import cam
     from core.images import load_array
@@ -273,7 +273,7 @@ def _cam_command(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core", description="Lumen's command line.")
     commands = parser.add_subparsers(dest="command", required=True)
     scan_parser = commands.add_parser("scan", help="scan and verify a dataset source")
@@ -357,8 +357,9 @@ def main(argv=None) -> int:
     cam_parser.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the overlay")
     cam_parser.set_defaults(handler=_cam_command)
     args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return args.handler(args)
+        return handler(args)
     except (SourceError, ConfigError, SlurmError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

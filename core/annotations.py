@@ -20,20 +20,39 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
-from datetime import datetime, timezone
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, datetime
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import (Column, DateTime, Engine, Index, Integer, MetaData, String, Table, Text, create_engine,
-                        event, func, make_url, select, text)
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    make_url,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import NoSuchModuleError, OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql import Executable
 
 from core import workspace
 from core.roles import require
@@ -83,7 +102,7 @@ def _as_stored(value: Any) -> str | None:
 # ---------------------------------------------------------------- engine
 
 
-_stores: dict[str, "Store"] = {}
+_stores: dict[str, Store] = {}
 _stores_lock = threading.Lock()
 DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pg8000": "pg8000"}
 
@@ -92,7 +111,7 @@ def default_url() -> str:
     return os.environ.get("LUMEN_DB_URL") or f"sqlite:///{workspace.home() / 'annotations.db'}"
 
 
-def open_store(url: str | None = None) -> "Store":
+def open_store(url: str | None = None) -> Store:
     """The store at ``url`` (default: LUMEN_DB_URL, else a SQLite file in the workspace), one per URL."""
     url = url or default_url()
     with _stores_lock:
@@ -121,7 +140,7 @@ def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -130,7 +149,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn):
+    def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writing") else "BEGIN")
 
     return engine
@@ -144,23 +163,23 @@ def _is_transient(exc: OperationalError) -> bool:
 # ---------------------------------------------------------------- values
 
 
-def _dump(value) -> str | None:
+def _dump(value: object) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
-def _load(raw):
+def _load(raw: object) -> Any:
     """JSON text back to a value; a missing one (None, or NaN in a pandas column) is None."""
     return json.loads(raw) if isinstance(raw, str) else None
 
 
-def _load_column(column: pd.Series) -> list:
+def _load_column(column: pd.Series) -> list[Any]:
     """Decode a column of JSON texts, each distinct text once (labels repeat a lot)."""
     codes, uniques = pd.factorize(column, use_na_sentinel=False)
     decoded = [_load(raw) for raw in uniques]
     return [decoded[code] for code in codes]
 
 
-def as_text(value) -> str:
+def as_text(value: object) -> str:
     """A stored value as plain text for tables and CSV (flags joined with '; ')."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
@@ -172,8 +191,9 @@ def _utc(column: pd.Series) -> pd.Series:
     return pd.to_datetime(column, utc=True)
 
 
-def validate(item_id: str, reader: str, *, label=None, confidence=None, note=None, flags=None, status=None,
-             classes: list[str], known_items: set[str] | None = None) -> dict:
+def validate(item_id: str, reader: str, *, label: str | None = None, confidence: int | None = None,
+             note: str | None = None, flags: list[str] | None = None, status: str | None = None,
+             classes: list[str], known_items: set[str] | None = None) -> dict[str, Any]:
     """The fields to write, normalised; AnnotationError with a plain message when one is wrong."""
     if not reader or not reader.strip():
         raise AnnotationError("Give a reader name: every change is recorded under who made it.")
@@ -208,19 +228,20 @@ def validate(item_id: str, reader: str, *, label=None, confidence=None, note=Non
 class Store:
     """Reads and writes annotations through one SQLAlchemy engine (shared, thread-safe)."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         # SQLite has one writer at a time anyway: queueing this process's threads here spares them
         # SQLite's busy-wait sleeps; BEGIN IMMEDIATE still orders them against other processes.
-        self._thread_lock = threading.Lock() if self.is_sqlite else nullcontext()
+        self._thread_lock: AbstractContextManager[object, bool | None] = (
+            threading.Lock() if self.is_sqlite else nullcontext())
 
     def create_schema(self) -> None:
         with self._writing("schema") as conn:
             metadata.create_all(conn)
 
     @contextmanager
-    def _writing(self, key: str) -> Iterator:
+    def _writing(self, key: str) -> Iterator[Connection]:
         """A write transaction that no other writer of the same key can interleave with."""
         with self._thread_lock, self.engine.connect() as conn:
             conn.execution_options(writing=True)
@@ -232,7 +253,7 @@ class Store:
     def annotate(self, dataset: str, item_id: str, reader: str, *, label: str | None = None,
                  confidence: int | None = None, note: str | None = None, flags: list[str] | None = None,
                  status: str | None = None, classes: list[str], known_items: set[str] | None = None,
-                 role: str = "annotator", expected: Mapping[str, Any] | None = None) -> list[dict]:
+                 role: str = "annotator", expected: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Record what changed (None leaves a field as it is; note='' and flags=[] clear them).
 
         `expected`: the reader's values as the caller showed them (field -> value); when one of the
@@ -246,7 +267,7 @@ class Store:
 
     def clear(self, dataset: str, item_id: str, reader: str, *, fields: tuple[str, ...] = CLEARABLE,
               known_items: set[str] | None = None, role: str = "annotator",
-              expected: Mapping[str, Any] | None = None) -> list[dict]:
+              expected: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Withdraw a reader's values (a mis-click, a label on the wrong item): the item counts as not
         labelled by them again, while the trail keeps what was there. Returns the events written."""
         require(role, "annotate")
@@ -258,14 +279,14 @@ class Store:
         return self._write(dataset, item_id, reader.strip(), role, dict.fromkeys(fields), expected)
 
     def adjudicate(self, dataset: str, item_id: str, reader: str, label: str, *, classes: list[str],
-                   known_items: set[str] | None = None, role: str = "admin") -> list[dict]:
+                   known_items: set[str] | None = None, role: str = "admin") -> list[dict[str, Any]]:
         """An admin's final label for an item; it wins over the readers' in corrected labels."""
         require(role, "adjudicate")
         values = validate(item_id, reader, label=label, classes=classes, known_items=known_items)
         return self._write(dataset, item_id, reader.strip(), role, {"adjudicated": values["label"]})
 
-    def _write(self, dataset: str, item_id: str, reader: str, role: str, values: dict,
-               expected: Mapping[str, Any] | None = None) -> list[dict]:
+    def _write(self, dataset: str, item_id: str, reader: str, role: str, values: dict[str, Any],
+               expected: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         if not dataset:
             raise AnnotationError("Annotations belong to a dataset: give its key.")
         attempt = 0
@@ -281,8 +302,8 @@ class Store:
                                           "database, then try again.") from exc
                 time.sleep(0.05 * 2 ** attempt)
 
-    def _append(self, conn, dataset: str, item_id: str, reader: str, role: str, values: dict,
-                expected: Mapping[str, Any] | None) -> list[dict]:
+    def _append(self, conn: Connection, dataset: str, item_id: str, reader: str, role: str,
+                values: dict[str, Any], expected: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         old = self._latest_values(conn, dataset, item_id, reader)
         if expected is not None:
             changed = [f for f in values if _as_stored(expected.get(f)) != old.get(f)]
@@ -291,7 +312,7 @@ class Store:
                 raise AnnotationConflict(f"This item changed after this page showed it ({now}; saved by you in "
                                          "another window or session). Nothing was saved: look again, then "
                                          "repeat your change if you still want it.")
-        at = datetime.now(timezone.utc)
+        at = datetime.now(UTC)
         rows = [{"dataset": dataset, "item_id": item_id, "reader": reader, "role": role, "field": field,
                  "old_value": old.get(field), "new_value": _dump(value), "at": at}
                 for field, value in values.items() if _dump(value) != old.get(field)]
@@ -303,7 +324,7 @@ class Store:
         return written
 
     @staticmethod
-    def _latest_values(conn, dataset: str, item_id: str, reader: str) -> dict[str, str]:
+    def _latest_values(conn: Connection, dataset: str, item_id: str, reader: str) -> dict[str, str]:
         latest = (select(func.max(events.c.id))
                   .where(events.c.dataset == dataset, events.c.item_id == item_id, events.c.reader == reader)
                   .group_by(events.c.field))
@@ -312,7 +333,7 @@ class Store:
 
     # ------------------------------------------------------------ reading
 
-    def _frame(self, query) -> pd.DataFrame:
+    def _frame(self, query: Executable) -> pd.DataFrame:
         """A query's rows as a DataFrame, built column by column (pandas is slow on Row objects)."""
         with self.engine.connect() as conn:
             result = conn.execute(query)
@@ -320,7 +341,7 @@ class Store:
         columns = zip(*rows) if rows else [()] * len(keys)
         return pd.DataFrame({key: pd.Series(list(values), dtype=object) for key, values in zip(keys, columns)})
 
-    def _latest(self, dataset: str, reader: str | None = None, fields=FIELDS) -> pd.DataFrame:
+    def _latest(self, dataset: str, reader: str | None = None, fields: tuple[str, ...] = FIELDS) -> pd.DataFrame:
         """The latest event of every (item, reader, field): the current values, one per row."""
         where = [events.c.dataset == dataset, events.c.field.in_(fields)]
         if reader is not None:
@@ -498,7 +519,7 @@ def majority_labels(labels: pd.DataFrame) -> pd.Series:
 
 
 def corrected_labels_csv(store: Store, dataset: str, items: pd.DataFrame, path: str | Path,
-                         policy: tuple[str, ...] = DEFAULT_POLICY) -> dict:
+                         policy: tuple[str, ...] = DEFAULT_POLICY) -> dict[str, str | int]:
     """Write a CSV source (path,label,original_label,source,group,split,mask_path) with the corrected labels.
 
     ``items`` is a manifest (id, path, label, split, group) or predictions joined with the paths

@@ -75,8 +75,9 @@ def write_bundle(run_dir: Path, out: Path) -> list[Path]:
     model, ckpt = load_run_model(run_dir)
     preprocessor = preprocessor_of(ckpt)
     rule, saved = decision(run_dir), evaluation.load_operating_point(run_dir) or {}
-    point = {"positive_class": rule.positive, "threshold": rule.threshold, "temperature": rule.temperature,
-             "saved": rule.source == "saved", **{k: saved[k] for k in ("tuned_on", "method") if k in saved}}
+    point: dict[str, Any] = {"positive_class": rule.positive, "threshold": rule.threshold,
+                             "temperature": rule.temperature, "saved": rule.source == "saved",
+                             **{k: saved[k] for k in ("tuned_on", "method") if k in saved}}
     traced = traced_model(model, preprocessor)
     files: dict[str, Writer] = {
         MODEL: lambda handle: _save_traced(traced, handle),

@@ -17,16 +17,19 @@ from __future__ import annotations
 import io
 import threading
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 import torch
 from PIL import Image
-from pytorch_grad_cam import (EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM,
-                              XGradCAM)
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
+from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric, RemoveMostRelevantFirst
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 from torch import nn
@@ -84,7 +87,7 @@ def model_lock(model: nn.Module) -> threading.RLock:
 
 
 @contextmanager
-def _explaining(model: nn.Module):
+def _explaining(model: nn.Module) -> Iterator[None]:
     """Eval mode and no weight gradients while a map is computed; everything restored afterwards.
 
     Gradients reach the target layer through the input instead (it requires grad), which works the
@@ -105,7 +108,10 @@ def _explaining(model: nn.Module):
             module.training = training
 
 
-def _this_thread_only(cam, layer: nn.Module) -> None:
+ForwardHook = Callable[[nn.Module, tuple[Any, ...], Any], None]
+
+
+def _this_thread_only(cam: BaseCAM, layer: nn.Module) -> None:
     """Re-register pytorch-grad-cam's two hooks so they ignore forward passes of other threads.
 
     The lock only orders CAM calls; a plain forward from another session (features, predictions)
@@ -116,7 +122,7 @@ def _this_thread_only(cam, layer: nn.Module) -> None:
     for handle in recorder.handles:
         handle.remove()
 
-    def mine(hook):
+    def mine(hook: ForwardHook) -> ForwardHook:
         return lambda module, args, output: hook(module, args, output) if threading.get_ident() == owner else None
 
     recorder.handles = [layer.register_forward_hook(mine(recorder.save_activation)),
@@ -125,7 +131,7 @@ def _this_thread_only(cam, layer: nn.Module) -> None:
 
 # ---------------------------------------------------------------- input, exactly as in training
 
-def model_input(arr: np.ndarray, ckpt: dict) -> tuple[torch.Tensor, np.ndarray]:
+def model_input(arr: np.ndarray, ckpt: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray]:
     """(1, C, S, S) normalised tensor for the run's model, and the uint8 image it shows.
 
     Both come from the checkpoint's own Preprocessor. The image is what the model saw after
@@ -154,7 +160,7 @@ def predict_proba(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64) 
 
 # ---------------------------------------------------------------- the maps
 
-def _layer(model: nn.Module, model_name: str, target_layer) -> nn.Module:
+def _layer(model: nn.Module, model_name: str, target_layer: nn.Module | str | None) -> nn.Module:
     """The architecture's CAM layer, or an override given as a module or a named_modules() name."""
     if target_layer is None:
         return cam_target_layer(model, model_name)
@@ -166,21 +172,22 @@ def _layer(model: nn.Module, model_name: str, target_layer) -> nn.Module:
         raise ValueError(f"The model has no layer '{target_layer}'.") from exc
 
 
-def _check_targets(targets, n_images: int, n_classes: int) -> list[int] | None:
+def _check_targets(targets: Sequence[int] | None, n_images: int, n_classes: int) -> list[int] | None:
     """Targets validated up front: pytorch-grad-cam's context manager swallows IndexErrors."""
     if targets is None:
         return None
-    targets = [int(t) for t in targets]
-    if len(targets) != n_images:
-        raise ValueError(f"Got {len(targets)} target classes for {n_images} images.")
-    bad = [t for t in targets if not 0 <= t < n_classes]
+    checked = [int(t) for t in targets]
+    if len(checked) != n_images:
+        raise ValueError(f"Got {len(checked)} target classes for {n_images} images.")
+    bad = [t for t in checked if not 0 <= t < n_classes]
     if bad:
         raise ValueError(f"Target class {bad[0]} is out of range: the model has {n_classes} classes.")
-    return targets
+    return checked
 
 
 def compute_cams(model: nn.Module, model_name: str, inputs: torch.Tensor, method: str,
-                 targets: list[int] | None = None, target_layer=None, batch_size: int = 32) -> np.ndarray:
+                 targets: Sequence[int] | None = None, target_layer: nn.Module | str | None = None,
+                 batch_size: int = 32) -> np.ndarray:
     """Heatmaps (N, S, S) in [0, 1] for a batch of model inputs, `batch_size` images per pass.
 
     targets: one class index per image, or None for each image's predicted class.
@@ -189,16 +196,16 @@ def compute_cams(model: nn.Module, model_name: str, inputs: torch.Tensor, method
     """
     cam_class = METHODS[method_name(method)]
     layer = _layer(model, model_name, target_layer)
-    targets = _check_targets(targets, len(inputs), head_parameters(model, model_name)[0].shape[0])
+    checked = _check_targets(targets, len(inputs), head_parameters(model, model_name)[0].shape[0])
     if len(inputs) == 0:
         return np.zeros((0, *inputs.shape[-2:]), dtype=np.float32)
-    maps = []
+    maps: list[npt.NDArray[np.float32]] = []
     with model_lock(model), _explaining(model), cam_class(model, [layer]) as cam:
         _this_thread_only(cam, layer)
         cam.batch_size = batch_size  # ScoreCAM's batch of masked copies
         for start in range(0, len(inputs), batch_size):
             x = inputs[start:start + batch_size].detach().to(_device(model))
-            chunk = None if targets is None else [ClassifierOutputTarget(t) for t in targets[start:start + batch_size]]
+            chunk = None if checked is None else [ClassifierOutputTarget(t) for t in checked[start:start + batch_size]]
             maps.append(cam(x.requires_grad_(cam.uses_gradients), chunk))
     if sum(len(m) for m in maps) != len(inputs):  # the context manager swallowed an IndexError
         raise RuntimeError(f"{method} failed on this model and layer; see the message printed above.")
@@ -217,8 +224,8 @@ class Explanation:
     method: str
 
 
-def explain(model: nn.Module, ckpt: dict, arr: np.ndarray, method: str, target: str | None = None,
-            target_layer=None) -> Explanation:
+def explain(model: nn.Module, ckpt: dict[str, Any], arr: np.ndarray, method: str, target: str | None = None,
+            target_layer: nn.Module | str | None = None) -> Explanation:
     """CAM of one raw image for a class name (default: the predicted class), for the CLI and pages."""
     classes = list(ckpt["classes"])
     if target is not None and target not in classes:
@@ -238,16 +245,16 @@ class Faithfulness:
     """Target-class probability before and after hiding the most salient or random pixels."""
 
     fraction: float
-    before: np.ndarray
-    salient: np.ndarray
-    random: np.ndarray
+    before: npt.NDArray[np.float32]
+    salient: npt.NDArray[np.float32]
+    random: npt.NDArray[np.float32]
 
     @property
-    def drop_salient(self) -> np.ndarray:
+    def drop_salient(self) -> npt.NDArray[np.float32]:
         return self.before - self.salient
 
     @property
-    def drop_random(self) -> np.ndarray:
+    def drop_random(self) -> npt.NDArray[np.float32]:
         return self.before - self.random
 
     def sentence(self) -> str:
@@ -319,7 +326,7 @@ def mask_like_input(arr: np.ndarray, preprocessor: Preprocessor) -> np.ndarray:
     return replace(preprocessor, pad_mode="zero").image(binary) >= 128
 
 
-def load_mask(path: str | Path, ckpt: dict) -> np.ndarray:
+def load_mask(path: str | Path, ckpt: dict[str, Any]) -> np.ndarray:
     """The mask file at `path` in the geometry of the run's model input."""
     return mask_like_input(load_array(path), preprocessor_of(ckpt))
 
@@ -328,10 +335,11 @@ def load_mask(path: str | Path, ckpt: dict) -> np.ndarray:
 
 def heatmap(cam: np.ndarray, colormap: str = "jet") -> np.ndarray:
     """uint8 RGB colour image of a [0, 1] map; colormap is any OpenCV name (jet, turbo, inferno...)."""
-    code = getattr(cv2, f"COLORMAP_{colormap.upper()}", None)
+    code: int | None = getattr(cv2, f"COLORMAP_{colormap.upper()}", None)
     if code is None:
         raise ValueError(f"Unknown colormap '{colormap}'.")
-    bgr = cv2.applyColorMap(np.uint8(np.rint(255 * np.clip(cam, 0, 1))), code)
+    levels: npt.NDArray[np.uint8] = np.rint(255 * np.clip(cam, 0, 1)).astype(np.uint8)
+    bgr = cv2.applyColorMap(levels, code)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

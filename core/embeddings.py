@@ -10,16 +10,22 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from core import rundir, workspace
 
+if TYPE_CHECKING:
+    from core.sources import SourceSpec
+
 METHODS = ("pca", "umap", "tsne")
-DEFAULT_PARAMS = {"pca": {}, "umap": {"n_neighbors": 15, "min_dist": 0.1}, "tsne": {"perplexity": 30.0}}
+DEFAULT_PARAMS: dict[str, dict[str, float]] = {
+    "pca": {}, "umap": {"n_neighbors": 15, "min_dist": 0.1}, "tsne": {"perplexity": 30.0}}
 _warm = threading.Event()
 _warm_started = threading.Event()
 
@@ -49,7 +55,8 @@ def load_features(run_dir: Path, progress: Callable[[int, int], None] | None = N
     return _frame(items["item_id"], items["split"], items["label"], items["group"].fillna(""), feats)
 
 
-def _frame(ids, splits, labels, groups, feats) -> pd.DataFrame:
+def _frame(ids: npt.ArrayLike, splits: npt.ArrayLike, labels: npt.ArrayLike, groups: npt.ArrayLike,
+           feats: npt.ArrayLike) -> pd.DataFrame:
     frame = pd.DataFrame({"item_id": np.asarray(ids), "split": np.asarray(splits), "label": np.asarray(labels),
                           "group": np.asarray(groups)})
     frame.attrs["features"] = np.asarray(feats, dtype=np.float32)
@@ -78,13 +85,13 @@ def compute_features(run_dir: Path, progress: Callable[[int, int], None] | None 
     return items.reset_index(drop=True), feats.astype(np.float32)
 
 
-def _layout_path(run_dir: Path, method: str, params: dict, splits: tuple[str, ...], seed: int) -> Path:
+def _layout_path(run_dir: Path, method: str, params: dict[str, float], splits: tuple[str, ...], seed: int) -> Path:
     key = json.dumps({"m": method, "p": params, "s": sorted(splits), "seed": seed,
                       "model": rundir.best_epoch(run_dir)}, sort_keys=True)
     return rundir.layout_path(run_dir, f"{method}-{hashlib.blake2b(key.encode(), digest_size=6).hexdigest()}")
 
 
-def reduce(features: np.ndarray, method: str, params: dict | None = None, seed: int = 0) -> np.ndarray:
+def reduce(features: np.ndarray, method: str, params: dict[str, float] | None = None, seed: int = 0) -> np.ndarray:
     """A 2-D layout of the features. PCA first to 50 dimensions for UMAP and t-SNE (standard, and
     much faster on wide ResNet or VGG features)."""
     if method not in METHODS:
@@ -94,23 +101,23 @@ def reduce(features: np.ndarray, method: str, params: dict | None = None, seed: 
 
     x = features.astype(np.float32)
     if method == "pca":
-        return PCA(n_components=2, random_state=seed).fit_transform(x)
+        return np.asarray(PCA(n_components=2, random_state=seed).fit_transform(x))
     if x.shape[1] > 50 and len(x) > 50:
         x = PCA(n_components=50, random_state=seed).fit_transform(x)
     if method == "umap":
         import umap
 
         n_neighbors = int(min(params["n_neighbors"], max(2, len(x) - 1)))
-        return umap.UMAP(n_neighbors=n_neighbors, min_dist=float(params["min_dist"]),
-                         random_state=seed).fit_transform(x)
+        return np.asarray(umap.UMAP(n_neighbors=n_neighbors, min_dist=float(params["min_dist"]),
+                                    random_state=seed).fit_transform(x))
     import openTSNE  # measured faster than scikit-learn's t-SNE (bench/embed.py), more so as N grows
 
     perplexity = float(min(params["perplexity"], max(1.0, (len(x) - 1) / 3)))
     return np.asarray(openTSNE.TSNE(perplexity=perplexity, random_state=seed, n_jobs=os.cpu_count() or 1).fit(x))
 
 
-def layout(run_dir: Path, method: str, splits: tuple[str, ...], params: dict | None = None, seed: int = 0,
-           progress=None) -> pd.DataFrame:
+def layout(run_dir: Path, method: str, splits: tuple[str, ...], params: dict[str, float] | None = None,
+           seed: int = 0, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """item_id, split, label, group, x, y for the chosen splits; computed once, then read from the run."""
     frame = load_features(run_dir, progress)
     chosen = frame["split"].isin(splits).to_numpy()
@@ -150,7 +157,8 @@ def warm_up_umap() -> threading.Event:
     return _warm
 
 
-def backbone_features(spec, model_name: str = "resnet18", size: int = 64, batch_size: int = 128) -> pd.DataFrame:
+def backbone_features(spec: SourceSpec, model_name: str = "resnet18", size: int = 64,
+                      batch_size: int = 128) -> pd.DataFrame:
     """Features of a backbone no run has trained, for a dataset with no run yet: a first look at
     its structure (ImageNet weights when a local copy exists, else random ones, which still
     group images by colour and texture). The input is made as a run's would be (zero padding,

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsFloat
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, classification_report
@@ -24,15 +25,17 @@ def default_positive(predictions: pd.DataFrame) -> str:
     return str(counts.idxmin()) if len(counts) else rundir.classes_of(predictions)[-1]
 
 
-def binary_scores(predictions: pd.DataFrame, positive: str, split: str | None = None):
+def binary_scores(predictions: pd.DataFrame, positive: str,
+                  split: str | None = None) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
     """(is_positive, score) of the positive class, one-vs-rest, for one split or all."""
     rows = predictions if split is None else predictions[predictions["split"] == split]
     if rundir.prob_column(positive) not in rows:
-        raise ValueError(f"Unknown class '{positive}': the run's classes are {', '.join(rundir.classes_of(predictions))}.")
+        classes = ", ".join(rundir.classes_of(predictions))
+        raise ValueError(f"Unknown class '{positive}': the run's classes are {classes}.")
     return (rows["label"] == positive).to_numpy(), rows[rundir.prob_column(positive)].to_numpy(dtype=np.float64)
 
 
-def summary(curve: metrics.Curve, threshold: float, n_boot: int = 2000) -> dict:
+def summary(curve: metrics.Curve, threshold: float, n_boot: int = 2000) -> dict[str, Any]:
     """Confusion matrix, every rate with a bootstrap interval, and the threshold-free areas.
 
     Takes a prepared Curve, so a caller that moves the threshold sorts the scores only once."""
@@ -46,16 +49,16 @@ def summary(curve: metrics.Curve, threshold: float, n_boot: int = 2000) -> dict:
     }
 
 
-def _clean(value) -> float | None:
-    value = float(value)
-    return None if np.isnan(value) else value
+def _clean(value: SupportsFloat) -> float | None:
+    number = float(value)
+    return None if np.isnan(number) else number
 
 
 # ---------------------------------------------------------------- operating point
 
 
 def save_operating_point(run_dir: Path, positive: str, threshold: float, tuned_on: str, method: str,
-                         temperature: float = 1.0) -> dict:
+                         temperature: float = 1.0) -> dict[str, Any]:
     """The temperature is saved with the threshold: a threshold chosen on temperature-scaled scores
     only means what it meant on those scores."""
     point = {"positive_class": positive, "threshold": float(threshold), "tuned_on": tuned_on,
@@ -64,8 +67,9 @@ def save_operating_point(run_dir: Path, positive: str, threshold: float, tuned_o
     return point
 
 
-def load_operating_point(run_dir: Path) -> dict | None:
-    return rundir.read_json(rundir.operating_point_path(run_dir))
+def load_operating_point(run_dir: Path) -> dict[str, Any] | None:
+    point: dict[str, Any] | None = rundir.read_json(rundir.operating_point_path(run_dir))
+    return point
 
 
 def operating_point(run_dir: Path, predictions: pd.DataFrame) -> tuple[str, float, float]:
@@ -156,7 +160,7 @@ def multiclass_confusion(predictions: pd.DataFrame, split: str, thresholds: dict
 
 
 def multiclass_report(predictions: pd.DataFrame, split: str, thresholds: dict[str, float] | None = None,
-                      fallback: str | None = None) -> dict:
+                      fallback: str | None = None) -> dict[str, Any]:
     """Every class at once, as scikit-learn reports it: accuracy, balanced accuracy, the K x K matrix
     and per-class precision, recall, F1 and support. One-vs-rest at a threshold answers another
     question ("is it class X?") and overstates accuracy when X is rare."""
@@ -174,7 +178,7 @@ def multiclass_report(predictions: pd.DataFrame, split: str, thresholds: dict[st
     }
 
 
-def per_class_table(report: dict) -> pd.DataFrame:
+def per_class_table(report: dict[str, Any]) -> pd.DataFrame:
     """The report's per-class figures as rows (class, precision, recall, F1, support)."""
     return pd.DataFrame([{"class": c, "precision": v["precision"], "recall": v["recall"], "F1": v["f1-score"],
                           "support": v["support"]} for c, v in report["per_class"].items()])
@@ -232,9 +236,11 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    return np.exp(_log_softmax(np.log(np.clip(probs, 1e-12, 1)) / temperature))
+    scaled: np.ndarray = np.exp(_log_softmax(np.log(np.clip(probs, 1e-12, 1)) / temperature))
+    return scaled
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    result: np.ndarray = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return result

@@ -10,10 +10,11 @@ import io
 import os
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from hashlib import blake2b
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import pandas as pd
 from PIL import Image
@@ -38,7 +39,7 @@ class ExportError(ValueError):
     """An export that cannot start; the message says what to change."""
 
 
-def export_source(csv_path) -> SourceSpec:
+def export_source(csv_path: str | Path) -> SourceSpec:
     """How an export reads back as a dataset (the page registers it with this spec)."""
     return SourceSpec(path=str(csv_path), kind="csv", path_column="path", label_column="label",
                       group_column="group", split_column="split")
@@ -49,7 +50,7 @@ def safe_name(text: str, limit: int = 120) -> str:
     return _UNSAFE.sub("_", str(text)).strip("._")[:limit] or "_"
 
 
-def _claim_folder(out_dir: Path, settings: dict) -> None:
+def _claim_folder(out_dir: Path, settings: dict[str, Any]) -> None:
     """Refuse a non-empty folder Lumen did not write, or an export registered as a dataset (runs may
     have been trained on its images); otherwise mark it as a Lumen export."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -79,8 +80,9 @@ def _file_names(rows: pd.DataFrame) -> pd.Series:
     return IMAGES_DIR + "/" + folders + "/" + stems + ".png"
 
 
-def _write_one(row, out_dir: Path, preprocessor: Preprocessor) -> bool:
-    """Load, prepare and save one item; False when its pixels cannot be decoded."""
+def _write_one(row: Any, out_dir: Path, preprocessor: Preprocessor) -> bool:
+    """Load, prepare and save one item (a row of ``itertuples()``: path, index, split, out_path);
+    False when its pixels cannot be decoded."""
     try:
         arr = load_item(row.path, row.index, row.split)
     except Exception:  # truncated or damaged files that a header-only scan let through
@@ -118,8 +120,8 @@ def _csv_bytes(rows: pd.DataFrame) -> bytes:
     return table.to_csv(index=False).encode()
 
 
-def export_preprocessed(manifest: pd.DataFrame, out_dir, size: int, pad_mode: str = "zero",
-                        fit: str = "pad", progress: ProgressFn | None = None) -> dict:
+def export_preprocessed(manifest: pd.DataFrame, out_dir: str | Path, size: int, pad_mode: str = "zero",
+                        fit: str = "pad", progress: ProgressFn | None = None) -> dict[str, Any]:
     """Write every usable item as a size x size PNG (grey stays grey) and a labels.csv beside them.
 
     The CSV is written last and atomically, so a reader never finds a CSV naming missing images;

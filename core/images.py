@@ -106,7 +106,7 @@ def load_item(path: str, index: int = -1, split: str | None = None) -> np.ndarra
     """Pixels of one manifest item: a file, or row ``index`` of ``<split>_images`` in an npz."""
     if index is not None and int(index) >= 0:
         arrays = _npz_arrays(str(path), Path(path).stat().st_mtime_ns)
-        arr = arrays[f"{split}_images"][int(index)]
+        arr: np.ndarray = arrays[f"{split}_images"][int(index)]
         if arr.dtype != np.uint8:
             arr = np.clip(arr * (255.0 / max(float(arr.max()), 1.0)), 0, 255).astype(np.uint8)
         return arr

@@ -7,11 +7,15 @@ tied scores form one point), and the tests use scikit-learn as the oracle.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 COUNT_NAMES = ("tp", "fp", "fn", "tn")
+#: Confusion counts by name (tp, fp, fn, tn): numbers, or arrays of them (one per threshold or draw).
+Counts = Mapping[str, np.ndarray | int]
 
 
 @dataclass(frozen=True)
@@ -24,21 +28,21 @@ class Curve:
     n_neg: int
 
     @classmethod
-    def from_scores(cls, is_positive, scores) -> "Curve":
-        scores = np.asarray(scores, dtype=np.float64)
-        is_positive = np.asarray(is_positive, dtype=bool)
-        if scores.shape != is_positive.shape or scores.ndim != 1:
+    def from_scores(cls, is_positive: npt.ArrayLike, scores: npt.ArrayLike) -> Curve:
+        values = np.asarray(scores, dtype=np.float64)
+        positive = np.asarray(is_positive, dtype=bool)
+        if values.shape != positive.shape or values.ndim != 1:
             raise ValueError("scores and labels must be 1-D arrays of the same length")
-        order = np.argsort(scores, kind="mergesort")[::-1]
-        labels = is_positive[order]
+        order = np.argsort(values, kind="mergesort")[::-1]
+        labels = positive[order]
         n_pos = int(labels.sum())
-        return cls(scores[order], np.cumsum(labels, dtype=np.int64), n_pos, len(labels) - n_pos)
+        return cls(values[order], np.cumsum(labels, dtype=np.int64), n_pos, len(labels) - n_pos)
 
     @property
     def n(self) -> int:
         return self.n_pos + self.n_neg
 
-    def counts(self, threshold) -> dict[str, np.ndarray]:
+    def counts(self, threshold: npt.ArrayLike) -> dict[str, np.ndarray]:
         """Confusion counts at one threshold or an array of them (score >= threshold is positive)."""
         t = np.asarray(threshold, dtype=np.float64)
         # -scores ascends, and score >= t  <=>  -score <= -t
@@ -86,12 +90,14 @@ class Curve:
         return float(-np.sum(np.diff(recall) * precision[:-1]))
 
 
-def _ratio(num, den) -> np.ndarray:
-    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
-    return np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den != 0)
+def _ratio(num: npt.ArrayLike, den: npt.ArrayLike) -> np.ndarray:
+    top, bottom = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    ratio: np.ndarray = np.divide(top, bottom, out=np.full(np.broadcast(top, bottom).shape, np.nan),
+                                  where=bottom != 0)
+    return ratio
 
 
-def rates(counts: dict) -> dict[str, np.ndarray]:
+def rates(counts: Counts) -> dict[str, np.ndarray]:
     """Every threshold metric from confusion counts (arrays broadcast, so this serves bootstraps)."""
     tp, fp, fn, tn = (np.asarray(counts[k], dtype=np.float64) for k in COUNT_NAMES)
     sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
@@ -105,12 +111,13 @@ def rates(counts: dict) -> dict[str, np.ndarray]:
     }
 
 
-def confusion_matrix(counts: dict) -> np.ndarray:
+def confusion_matrix(counts: Counts) -> np.ndarray:
     """[[tn, fp], [fn, tp]]: rows true, columns predicted, negative first (scikit-learn's layout)."""
     return np.array([[int(counts["tn"]), int(counts["fp"])], [int(counts["fn"]), int(counts["tp"])]])
 
 
-def bootstrap_intervals(counts: dict, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+def bootstrap_intervals(counts: Counts, n_boot: int = 2000, level: float = 0.95,
+                        seed: int = 0) -> dict[str, tuple[float, float]]:
     """Percentile intervals of every rate at a fixed threshold.
 
     Resampling n items with replacement and re-counting them is the same as drawing the four cell

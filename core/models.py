@@ -14,9 +14,10 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import torch
 import torchvision
@@ -30,10 +31,13 @@ __all__ = [
     "cam_target_layer", "head_parameters", "list_models", "imagenet_weights_path", "min_input_size",
 ]
 
+#: (num_classes, in_channels, options) -> a model with random weights.
+Builder = Callable[[int, int, dict[str, Any]], nn.Module]
+
 
 # ---------------------------------------------------------------- the two small from-scratch models
 
-def _logistic(num_classes: int, in_channels: int, options: dict) -> nn.Module:
+def _logistic(num_classes: int, in_channels: int, options: dict[str, Any]) -> nn.Module:
     """Logistic regression on a downsampled image: the floor any network has to beat."""
     grid = options["grid"]
     return nn.Sequential(OrderedDict(
@@ -52,7 +56,7 @@ def _conv_block(cin: int, cout: int) -> nn.Sequential:
     ))
 
 
-def _simple_cnn(num_classes: int, in_channels: int, options: dict) -> nn.Module:
+def _simple_cnn(num_classes: int, in_channels: int, options: dict[str, Any]) -> nn.Module:
     """A few conv blocks that train from scratch in minutes on CPU, sized for small crops."""
     blocks, width, dropout = options["blocks"], options["width"], options["dropout"]
     channels = [in_channels] + [width * 2 ** i for i in range(blocks)]
@@ -66,17 +70,18 @@ def _simple_cnn(num_classes: int, in_channels: int, options: dict) -> nn.Module:
     for module in model.modules():
         if isinstance(module, nn.Conv2d):  # He init keeps activations' scale through ReLU layers
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
     return model
 
 
 # ---------------------------------------------------------------- torchvision models
 
-def _torchvision(builder: str) -> Callable[[int, int, dict], nn.Module]:
+def _torchvision(builder: str) -> Builder:
     """A builder for a torchvision architecture, random init, head sized for num_classes."""
-    def build(num_classes: int, in_channels: int, options: dict) -> nn.Module:
+    def build(num_classes: int, in_channels: int, options: dict[str, Any]) -> nn.Module:
         # weights=None: never a download. num_classes sizes the head with the architecture's own init.
-        model = getattr(torchvision.models, builder)(weights=None, num_classes=num_classes)
+        model: nn.Module = getattr(torchvision.models, builder)(weights=None, num_classes=num_classes)
         if builder.startswith("densenet"):
             _expose_densenet_pooling(model)
         return model
@@ -89,8 +94,9 @@ def _expose_densenet_pooling(model: nn.Module) -> None:
     DenseNet applies them functionally in forward(); appending them changes neither the output
     (ReLU and 1x1 average pooling of the result are no-ops) nor the state dict (no parameters).
     """
-    model.features.add_module("relu5", nn.ReLU())
-    model.features.add_module("pool5", nn.AdaptiveAvgPool2d(1))
+    features = model.get_submodule("features")
+    features.add_module("relu5", nn.ReLU())
+    features.add_module("pool5", nn.AdaptiveAvgPool2d(1))
 
 
 # ---------------------------------------------------------------- the registry
@@ -103,17 +109,17 @@ class ModelSpec:
     title: str
     description: str
     pretrainable: bool
-    builder: Callable[[int, int, dict], nn.Module]  # (num_classes, in_channels, options) -> model
+    builder: Builder
     head: str  # the final Linear: replaced per dataset, the only trainable part when frozen
     feature: str  # its output, flattened, is the penultimate feature vector (the head's input)
     cam: str | None  # Grad-CAM target layer; None where the model has no spatial feature map
     first_conv: str | None  # adapted for grey input; None where in_channels is built in directly
     weights: str | None = None  # torchvision weights enum, only to learn the file name of its .url
     options: type[ModelOptions] = ModelOptions  # accepted options, their types, bounds and defaults
-    min_size: Callable[[dict], int] = lambda options: 32  # smallest input side (px) that runs
+    min_size: Callable[[dict[str, Any]], int] = lambda options: 32  # smallest input side (px) that runs
 
     @property
-    def defaults(self) -> dict:
+    def defaults(self) -> dict[str, Any]:
         """The options a model is built with when none are given."""
         return self.options().model_dump()
 
@@ -123,17 +129,16 @@ class ModelSpec:
         return self.weights is None
 
 
-_SCRATCH = dict(pretrainable=False, first_conv=None)
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
     ModelSpec("logistic", "Logistic regression",
               "Linear model on 16x16 downsampled pixels: the baseline any network must beat.",
               builder=_logistic, head="head", feature="flatten", cam=None, options=LogisticOptions,
-              min_size=lambda options: 1, **_SCRATCH),
+              min_size=lambda options: 1, pretrainable=False, first_conv=None),
     ModelSpec("simple_cnn", "Simple CNN",
               "A few conv blocks trained from scratch: fast on CPU, good for small crops.",
               builder=_simple_cnn, head="head", feature="flatten", cam="features.-1.relu",
               options=SimpleCnnOptions,
-              min_size=lambda options: 2 ** options["blocks"], **_SCRATCH),
+              min_size=lambda options: 2 ** options["blocks"], pretrainable=False, first_conv=None),
     ModelSpec("resnet18", "ResNet18",
               "18-layer residual network: the usual first choice for fine-tuning.", pretrainable=True,
               builder=_torchvision("resnet18"), head="fc", feature="avgpool", cam="layer4.-1",
@@ -165,13 +170,13 @@ def _spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def _options(spec: ModelSpec, options: dict | None) -> dict:
+def _options(spec: ModelSpec, options: dict[str, Any] | None) -> dict[str, Any]:
     """The model's defaults overlaid by the user's options, typed and bounded by spec.options;
     unknown keys are refused (ConfigError, a ValueError) so typos do not vanish."""
     return model_options(spec.options, options)
 
 
-def min_input_size(name: str, options: dict | None = None) -> int:
+def min_input_size(name: str, options: dict[str, Any] | None = None) -> int:
     """Smallest image side the model runs on (each pooling halves it), for the UI to check early."""
     spec = _spec(name)
     return spec.min_size(_options(spec, options))
@@ -183,10 +188,7 @@ def _module_at(model: nn.Module, path: str) -> nn.Module:
     """`model.get_submodule` that also understands negative indices ("layer4.-1")."""
     module = model
     for part in path.split("."):
-        if re.fullmatch(r"-\d+", part):
-            module = list(module.children())[int(part)]
-        else:
-            module = getattr(module, part)
+        module = list(module.children())[int(part)] if re.fullmatch(r"-\d+", part) else getattr(module, part)
     return module
 
 
@@ -200,7 +202,7 @@ def _param_prefix(model: nn.Module, path: str) -> str:
     target = _module_at(model, path)
     for name, module in model.named_modules():
         if module is target:
-            return name + "."
+            return f"{name}."
     raise ValueError(f"{path} is not inside the model.")  # pragma: no cover (paths are ours)
 
 
@@ -234,7 +236,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors).")
-    out = {}
+    out: dict[str, torch.Tensor] = {}
     for key, value in obj.items():
         key = key[len("module."):] if key.startswith("module.") else key  # saved from DataParallel
         match = _DENSE_OLD_KEY.match(key)  # torchvision's DenseNet files use pre-1.0 key names
@@ -242,7 +244,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def _fit_state_dict(model: nn.Module, spec: ModelSpec, state: dict, source: Path) -> dict:
+def _fit_state_dict(model: nn.Module, spec: ModelSpec, state: dict[str, torch.Tensor],
+                    source: Path) -> dict[str, torch.Tensor]:
     """The file's tensors made to fit the model, or ValueError saying why they cannot.
 
     Head tensors of another shape (another number of classes) are dropped: the new head keeps its
@@ -259,7 +262,10 @@ def _fit_state_dict(model: nn.Module, spec: ModelSpec, state: dict, source: Path
     for key in [k for k in state if k.startswith(head)]:
         if key in own and state[key].shape != own[key].shape:
             del state[key]
-    allowed_missing = lambda k: k.startswith(head) or k.endswith("num_batches_tracked")  # noqa: E731
+
+    def allowed_missing(key: str) -> bool:
+        return key.startswith(head) or key.endswith("num_batches_tracked")
+
     missing = [k for k in own if k not in state and not allowed_missing(k)]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
@@ -288,24 +294,28 @@ def _adapt_first_conv(model: nn.Module, spec: ModelSpec, in_channels: int) -> No
         return
     if in_channels != 1:
         raise ValueError(f"{spec.title} takes 1 (grey) or 3 (RGB) input channels, not {in_channels}.")
-    old: nn.Conv2d = _module_at(model, spec.first_conv)
-    new = nn.Conv2d(1, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
-                    old.groups, old.bias is not None, old.padding_mode)
+    assert spec.first_conv is not None, f"{spec.name}: a torchvision model names its first conv"
+    old = _module_at(model, spec.first_conv)
+    if not isinstance(old, nn.Conv2d):
+        raise TypeError(f"{spec.name}.{spec.first_conv} is a {type(old).__name__}, not a Conv2d.")
+    # torch types the attributes as tuple[int, ...] and the constructor's arguments as int | tuple[int, int]
+    new = nn.Conv2d(1, old.out_channels, old.kernel_size, old.stride, old.padding,  # type: ignore[arg-type]
+                    old.dilation, old.groups, old.bias is not None, old.padding_mode)  # type: ignore[arg-type]
     with torch.no_grad():
         new.weight.copy_(old.weight[:, :1])
-        if old.bias is not None:
+        if old.bias is not None and new.bias is not None:
             new.bias.copy_(old.bias)
     _set_module(model, spec.first_conv, new)
 
 
-def _initial_weights(spec: ModelSpec, pretrained) -> tuple[Path | None, str]:
+def _initial_weights(spec: ModelSpec, pretrained: str | Path | bool | None) -> tuple[Path | None, str]:
     """Which file to load (or None) and, when None, the sentence that says why."""
     if pretrained is None or pretrained is False or pretrained == "none":
         return None, f"{spec.title} starts from random weights (pretrained weights not requested)."
     if pretrained == "auto":
-        if not spec.pretrainable:
+        path = imagenet_weights_path(spec.name) if spec.pretrainable else None
+        if path is None:
             return None, f"{spec.title} starts from random weights (it has no ImageNet weights)."
-        path = imagenet_weights_path(spec.name)
         if not path.is_file():
             return None, (f"{spec.title} starts from random weights: no ImageNet weights found in "
                           f"{path.parent} (put {path.name} there to use them).")
@@ -321,8 +331,8 @@ def _initial_weights(spec: ModelSpec, pretrained) -> tuple[Path | None, str]:
 # ---------------------------------------------------------------- building
 
 def build_model(name: str, num_classes: int, in_channels: int = 3, freeze: bool = False,
-                pretrained: str | Path | None = "auto", options: dict | None = None
-                ) -> tuple[nn.Module, dict]:
+                pretrained: str | Path | None = "auto", options: dict[str, Any] | None = None
+                ) -> tuple[nn.Module, dict[str, Any]]:
     """Build a model for `num_classes` and say plainly what it starts from.
 
     pretrained: "auto" (ImageNet weights if a local copy is in the torch hub cache, else random),
@@ -412,9 +422,10 @@ def features(model: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
     records calls from this thread, because a model cached for a Streamlit server is shared by the
     threads of all sessions. Each module's train/eval mode is restored afterwards.
     """
-    layer, owner, caught = feature_layer(model, name), threading.get_ident(), []
+    layer, owner = feature_layer(model, name), threading.get_ident()
+    caught: list[torch.Tensor] = []
 
-    def hook(_module, _inputs, output):
+    def hook(_module: nn.Module, _inputs: tuple[Any, ...], output: torch.Tensor) -> None:
         if threading.get_ident() == owner:
             caught.append(output.detach().flatten(1).clone())  # clone: later in-place ops
 
@@ -442,7 +453,7 @@ def cam_target_layer(model: nn.Module, name: str) -> nn.Module:
 
 # ---------------------------------------------------------------- for the UI
 
-def list_models() -> list[dict]:
+def list_models() -> list[dict[str, Any]]:
     """One row per model for a selectbox, with whether local ImageNet weights are present."""
     rows = []
     for spec in MODELS.values():

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
 #: How the square around a non-square crop is filled. "mean" is the image's own mean colour, which
@@ -67,10 +69,11 @@ def _halves(gap: int) -> tuple[int, int]:
     return gap // 2, gap - gap // 2
 
 
-def _fill_value(arr: np.ndarray, mode: str):
+def _fill_value(arr: np.ndarray, mode: str) -> npt.ArrayLike:
     """The constant a square is filled with: a number, or one value per channel for "mean"."""
     if mode == "mean":
-        return np.rint(arr.reshape(-1, arr.shape[2]).mean(axis=0) if arr.ndim == 3 else arr.mean())
+        mean: npt.ArrayLike = np.rint(arr.reshape(-1, arr.shape[2]).mean(axis=0) if arr.ndim == 3 else arr.mean())
+        return mean
     return _CONSTANT_FILLS[mode]
 
 
@@ -88,7 +91,7 @@ def pad_to_square(arr: np.ndarray, mode: str = "zero") -> np.ndarray:
     left, right = _halves(side - width)
     if mode in ("edge", "reflect"):
         widths = [(top, bottom), (left, right)] + [(0, 0)] * (arr.ndim - 2)
-        return np.pad(arr, widths, mode=mode)
+        return np.pad(arr, widths, mode="edge" if mode == "edge" else "reflect")
     square = np.empty((side, side) + arr.shape[2:], dtype=np.uint8)
     square[...] = _fill_value(arr, mode)
     square[top:top + height, left:left + width] = arr
@@ -130,7 +133,11 @@ def prepare(arr: np.ndarray, size: int, pad_mode: str = "zero", fit: str = "pad"
     return _resize(arr, int(size))
 
 
-def padding_share(width, height):
+#: Image widths and heights: numbers, numpy arrays or pandas Series.
+Sides = TypeVar("Sides", float, "np.ndarray", "pd.Series")
+
+
+def padding_share(width: Sides, height: Sides) -> Sides:
     """Fraction of the padded square that is margin: 1 - w*h / max(w, h)**2.
 
     Works element-wise on numbers, numpy arrays and pandas Series (a Series stays a Series); a
@@ -138,7 +145,8 @@ def padding_share(width, height):
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         side = np.maximum(width, height) * 1.0
-        return 1.0 - (width * 1.0) * height / (side * side)
+        share: Sides = 1.0 - (width * 1.0) * height / (side * side)
+        return share
 
 
 def channels_for(modes: Sequence[str]) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def _registry_path() -> Path:
 
 
 @contextmanager
-def _locked():
+def _locked() -> Iterator[None]:
     lock_path = workspace.home() / ".datasets.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -6,6 +6,7 @@ from the command line is the file the page writes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -17,7 +18,7 @@ from core.scanning import scan
 GONE = "no longer in the dataset (moved or deleted since the run was trained)"
 
 
-def annotation_key(config: dict) -> str:
+def annotation_key(config: dict[str, Any]) -> str:
     """The key a run's annotations are stored under: its dataset's path, so that every run of one
     dataset shares the readers' labels."""
     return dataset_spec(config).path

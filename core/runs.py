@@ -14,9 +14,10 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -25,12 +26,12 @@ from core.roles import require
 from core.runconfig import make_config
 
 
-def new_run_id(config: dict) -> str:
+def new_run_id(config: dict[str, Any]) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{config['model']['name']}-{secrets.token_hex(2)}"
 
 
-def create_runs(config: dict) -> list[Path]:
+def create_runs(config: dict[str, Any]) -> list[Path]:
     """One run directory per seed ("repeat over N seeds"), each with its config and a queued status."""
     config = make_config(config)
     dirs = []
@@ -63,7 +64,7 @@ def launch(run_dir: Path, resume: bool = False) -> int:
 
 
 @contextmanager
-def device_slot(device: str, on_wait: Callable[[], None], should_stop: Callable[[], bool]):
+def device_slot(device: str, on_wait: Callable[[], object], should_stop: Callable[[], bool]) -> Iterator[None]:
     """Hold the device's lock while training; wait (cancellable) while another run holds it.
 
     The lock is a file lock, so the kernel releases it when a process dies, however it dies.
@@ -81,7 +82,7 @@ def device_slot(device: str, on_wait: Callable[[], None], should_stop: Callable[
                     on_wait()
                     waited = True
                 if should_stop():
-                    raise InterruptedError("cancelled while queued")
+                    raise InterruptedError("cancelled while queued") from None
                 time.sleep(0.5)
         try:
             yield
@@ -96,10 +97,8 @@ def pid_alive(pid: int | None) -> bool:
     """True while the process runs; a zombie (exited, not yet reaped) counts as dead."""
     if not pid:
         return False
-    try:
+    with suppress(ChildProcessError):  # not our child: nothing to reap
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our child and has exited
-    except ChildProcessError:
-        pass
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
@@ -111,7 +110,7 @@ def pid_alive(pid: int | None) -> bool:
             return False
 
 
-def status(run_dir: Path) -> dict:
+def status(run_dir: Path) -> dict[str, Any]:
     """status.json, corrected when the process behind an active state is gone."""
     current = rundir.read_status(run_dir)
     if current.get("state") in rundir.ACTIVE and current.get("scheduler") == "slurm":
@@ -133,8 +132,8 @@ def cancel(run_dir: Path) -> bool:
     current = status(run_dir)
     if current.get("scheduler") == "slurm":
         return slurm.cancel(run_dir, current)
-    pid = current.get("pid")
-    if current.get("state") not in rundir.ACTIVE or not pid_alive(pid):
+    pid: int | None = current.get("pid")
+    if current.get("state") not in rundir.ACTIVE or pid is None or not pid_alive(pid):
         return False
     rundir.write_status(run_dir, cancel_requested=True, message="cancelling at the next batch")
     os.kill(pid, signal.SIGTERM)
@@ -149,7 +148,7 @@ def resume(run_dir: Path) -> int:
     return launch(run_dir, resume=rundir.checkpoint_path(run_dir, "last").exists())
 
 
-def wait(run_dir: Path, timeout: float = 600, poll: float = 0.5) -> dict:
+def wait(run_dir: Path, timeout: float = 600, poll: float = 0.5) -> dict[str, Any]:
     """Block until the run leaves the active states (for tests and the command line)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -182,14 +181,14 @@ def list_runs() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def eta_seconds(current: dict, now: float | None = None) -> float | None:
+def eta_seconds(current: dict[str, Any], now: float | None = None) -> float | None:
     """Time left from the share done so far; None before there is anything to go on."""
     progress, started = current.get("progress") or 0.0, current.get("started")
     done = progress - (current.get("progress_at_start") or 0.0)  # since this process started (resumes)
     if current.get("state") != "running" or not started or done <= 0.01:
         return None
     elapsed = (now or time.time()) - started
-    return elapsed * (1 - progress) / done
+    return float(elapsed * (1 - progress) / done)
 
 
 def compare(run_dirs: list[Path]) -> pd.DataFrame:

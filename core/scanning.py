@@ -12,9 +12,10 @@ import io
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,15 +28,18 @@ from core.sources import SourceSpec, list_items
 FACT_COLUMNS = ["width", "height", "mode", "format", "bytes", "hash", "file_problem", "verified"]
 STAT_COLUMNS = ["mtime_ns", "size"]
 ProgressFn = Callable[[int, int], None]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 _EXIF_ORIENTATION = 0x0112
 _WORKERS = min(8, (os.cpu_count() or 1) * 4)
 _cache_lock = threading.Lock()
 
 
-def header_facts(path: str) -> dict:
+def header_facts(path: str) -> dict[str, Any]:
     """Size, mode, format, byte count and content hash of one file, without decoding pixels."""
-    facts = dict(width=0, height=0, mode=None, format=None, bytes=0, hash=None, file_problem=None, verified=False)
+    facts: dict[str, Any] = dict(width=0, height=0, mode=None, format=None, bytes=0, hash=None, file_problem=None,
+                                 verified=False)
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -133,8 +137,9 @@ def _save_fact_cache(spec: SourceSpec, facts: pd.DataFrame) -> None:
     workspace.atomic_write_bytes(_facts_cache_path(spec), buffer.getvalue())
 
 
-def _run_parallel(fn, items: list, progress: ProgressFn | None, offset: int, total: int) -> list:
-    results = [None] * len(items)
+def _run_parallel(fn: Callable[[Item], Result], items: list[Item], progress: ProgressFn | None, offset: int,
+                  total: int) -> list[Result | None]:
+    results: list[Result | None] = [None] * len(items)
     if not items:
         return results
     step = max(1, len(items) // 200)

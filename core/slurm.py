@@ -12,7 +12,9 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from core import rundir, workspace
 
@@ -27,7 +29,8 @@ class SlurmError(RuntimeError):
     """The job cannot be written or submitted; the message says what to do."""
 
 
-def _directives(run_dir: Path, partition, gpus, cpus, mem, time_limit, account, nodes) -> list[str]:
+def _directives(run_dir: Path, partition: str | None, gpus: int, cpus: int, mem: str, time_limit: str,
+                account: str | None, nodes: int) -> list[str]:
     """One torchrun launcher per node (ntasks-per-node=1); it starts one process per GPU."""
     options = {"job-name": f"lumen-{run_dir.name}", "output": rundir.log_path(run_dir), "open-mode": "append",
                "nodes": nodes, "ntasks-per-node": 1, "cpus-per-task": cpus, "mem": mem, "time": time_limit,
@@ -52,8 +55,8 @@ def _launch(run_dir: Path, gpus: int, nodes: int, resume: bool) -> list[str]:
 
 
 def write_sbatch(run_dir: Path, *, partition: str | None = None, gpus: int = 1, cpus: int = 8, mem: str = "32G",
-                 time: str = "04:00:00", account: str | None = None, nodes: int = 1, extra_lines=(),
-                 resume: bool = False) -> Path:
+                 time: str = "04:00:00", account: str | None = None, nodes: int = 1,
+                 extra_lines: Sequence[str] = (), resume: bool = False) -> Path:
     """Write run_dir/job.sbatch and mark the run as a SLURM run (queued) in status.json.
 
     ``extra_lines`` go verbatim after the #SBATCH block: more directives (``#SBATCH --qos=high``)
@@ -87,7 +90,7 @@ def write_sbatch(run_dir: Path, *, partition: str | None = None, gpus: int = 1, 
     return path
 
 
-def submit(run_dir: Path, **options) -> str:
+def submit(run_dir: Path, **options: Any) -> str:
     """Write the job script and hand it to sbatch; returns SLURM's job id (kept in status.json)."""
     script = write_sbatch(run_dir, **options)
     if shutil.which("sbatch") is None:
@@ -125,7 +128,7 @@ def slurm_state(job_id: str) -> str | None:
     return state.split()[0] if state else "GONE"
 
 
-def reconcile(run_dir: Path, current: dict) -> dict:
+def reconcile(run_dir: Path, current: dict[str, Any]) -> dict[str, Any]:
     """An active SLURM run's status, closed when SLURM says the job ended without the run saying so."""
     job_id = current.get("slurm_job_id")
     ended = slurm_state(job_id) if job_id else None
@@ -137,7 +140,7 @@ def reconcile(run_dir: Path, current: dict) -> dict:
                                        "resume continues from the last finished epoch")
 
 
-def cancel(run_dir: Path, current: dict) -> bool:
+def cancel(run_dir: Path, current: dict[str, Any]) -> bool:
     """scancel the run's job (never a local kill: its pid belongs to a compute node); True when done."""
     job_id = current.get("slurm_job_id")
     if current.get("state") == "queued" and not job_id:  # written, never submitted from here

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import dataroots
 from core.classnames import ClassNames, name_labels, parse_class_names
 from core.groups import groups_from_names
-from core import dataroots
 from core.images import IMAGE_EXTENSIONS, is_image_path
 
 SPLIT_ALIASES = {
@@ -113,7 +113,8 @@ def list_items(spec: SourceSpec) -> pd.DataFrame:
     """List a source into rows of LIST_COLUMNS; raises SourceError when it cannot be read at all."""
     if not Path(spec.path).exists():
         raise SourceError(f"No such file or folder: {spec.path}")
-    for where in (spec.path, *([spec.image_folder()] if spec.image_root else [])):
+    places: list[str | Path] = [spec.path, *([spec.image_folder()] if spec.image_root else [])]
+    for where in places:
         try:
             dataroots.check(where)
         except dataroots.OutsideDataRoots as exc:
@@ -231,7 +232,7 @@ def _list_folder(spec: SourceSpec) -> pd.DataFrame:
     root = Path(spec.path).resolve()
     subdirs = _subdirs(root)
     split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_ALIASES]
-    rows = []
+    rows: list[dict[str, Any]] = []
     if split_dirs and len(split_dirs) == len(subdirs):
         for split_dir in split_dirs:
             rows += _class_rows(root, split_dir, SPLIT_ALIASES[split_dir.name.lower()])

@@ -6,6 +6,8 @@ largest first, each to the split where it brings the per-class counts closest to
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -14,17 +16,17 @@ from core.sources import SPLITS
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 
 
-def assign_splits(manifest: pd.DataFrame, ratios=DEFAULT_RATIOS, seed: int = 0,
+def assign_splits(manifest: pd.DataFrame, ratios: Sequence[float] | np.ndarray = DEFAULT_RATIOS, seed: int = 0,
                   group_column: str | None = "group") -> pd.Series:
     """A split name for every row. Predefined splits are kept; the rest are assigned.
 
     With a group column that has values, no group ends up in two splits (except where predefined
     splits already put it there, which the leakage report shows).
     """
-    ratios = np.asarray(ratios, dtype=float)
-    if ratios.shape != (3,) or (ratios < 0).any() or ratios.sum() <= 0:
+    shares = np.asarray(ratios, dtype=float)
+    if shares.shape != (3,) or (shares < 0).any() or shares.sum() <= 0:
         raise ValueError("Split ratios must be three non-negative numbers (train, val, test) with a positive sum.")
-    ratios = ratios / ratios.sum()
+    shares = shares / shares.sum()
     result = manifest["split"].copy().astype(object)
     todo = result.isna()
     if not todo.any():
@@ -35,7 +37,7 @@ def assign_splits(manifest: pd.DataFrame, ratios=DEFAULT_RATIOS, seed: int = 0,
         units = rows[group_column].fillna(pd.Series("<row>" + rows.index.astype(str), index=rows.index)).astype(str)
     else:
         units = pd.Series(rows.index.astype(str), index=rows.index)
-    result.loc[rows.index] = _greedy_assign(units, labels, ratios, seed)
+    result.loc[rows.index] = _greedy_assign(units, labels, shares, seed)
     return result
 
 

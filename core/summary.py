@@ -1,13 +1,15 @@
 """One JSON-ready summary of a manifest: what the CLI prints and the page headline shows."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from core.splits import imbalance_ratio
 
 
-def _stats(values: pd.Series) -> dict:
+def _stats(values: pd.Series) -> dict[str, float]:
     if values.empty:
         return {}
     arr = values.to_numpy(dtype=float)
@@ -21,7 +23,7 @@ def _finite_or_none(value: float) -> float | None:
     return round(value, 3) if np.isfinite(value) else None
 
 
-def summarize(manifest: pd.DataFrame) -> dict:
+def summarize(manifest: pd.DataFrame) -> dict[str, Any]:
     # Sizes, modes and formats describe the images that will be used: a decompression bomb or a
     # truncated file has a readable header, but must not skew the statistics.
     readable = manifest[(manifest["width"] > 0) & manifest["problem"].isna()]

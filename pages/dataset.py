@@ -15,9 +15,9 @@ from core.summary import summarize
 from ui.dataset_form import add_dataset_form
 from ui.gallery import image_grid
 from ui.identity import current_reader
-from ui.text import md
 from ui.router import ensure_router
 from ui.state import clear_manifest_cache, current_dataset, load_manifest
+from ui.text import md
 from ui.verify import forget, verification_job
 
 ensure_router()
@@ -71,7 +71,8 @@ def _headline(manifest, summary, job, verified: bool) -> None:
     cols[1].metric("Usable for training", f"{summary['usable']:,}")
     cols[2].metric("Classes", len(summary["classes"]))
     ratio = summary["imbalance_ratio"]
-    cols[3].metric("Imbalance", "n/a" if pd.isna(ratio) else f"{ratio:.1f} : 1", help="Largest class count over smallest, usable items")
+    cols[3].metric("Imbalance", "n/a" if pd.isna(ratio) else f"{ratio:.1f} : 1",
+                   help="Largest class count over smallest, usable items")
     cols[4].metric("Problems", len(summary["problems"]))
     cols[5].metric("Unlabelled", f"{summary['unlabelled']:,}")
     if job.error:
@@ -126,7 +127,8 @@ def _split_controls(manifest, name: str, spec: SourceSpec):
         has_groups = manifest["group"].notna().any()
         grouped = cols[4].toggle("Keep groups in one split", value=bool(has_groups),
                                  disabled=not has_groups, key=_grouped_key(name),
-                                 help="Each group (slide, patient, smear) goes wholly to one split, so none leaks." if has_groups else "This dataset has no group column.")
+                                 help="Each group (slide, patient, smear) goes wholly to one split, so none leaks."
+                                 if has_groups else "This dataset has no group column.")
         if train + val + test == 0:
             st.error("The three percentages add up to zero: give at least one split a share.")
             return None
@@ -230,7 +232,8 @@ if st.sidebar.button("Rescan files", help="Read the folder again (new, changed o
     forget(spec)
     st.rerun()
 
-overview, sizes, samples, problems = st.tabs(["Classes and splits", "Image sizes", "Samples", "Problems and duplicates"])
+overview, sizes, samples, problems = st.tabs(["Classes and splits", "Image sizes", "Samples",
+                                              "Problems and duplicates"])
 with overview:
     split = _split_controls(manifest, name, spec)
     if split is not None:

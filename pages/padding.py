@@ -35,7 +35,8 @@ VARIANTS = {**{("mean colour" if mode == "mean" else mode): ("pad", mode) for mo
             "stretch": ("stretch", "zero"), "centre crop": ("crop", "zero")}
 SEED_KEY, EXPORT_KEY, FLASH_KEY = "padding_seed", "padding_export", "padding_flash"
 # A hairline around each thumbnail, so a white margin still shows where the square ends.
-THUMBNAIL_FRAME = "<style>.st-key-padding_preview [data-testid='stImage'] img {outline: 1px solid rgba(128,128,128,.45)}</style>"
+THUMBNAIL_FRAME = ("<style>.st-key-padding_preview [data-testid='stImage'] img "
+                   "{outline: 1px solid rgba(128,128,128,.45)}</style>")
 
 
 def _jpeg(arr: np.ndarray) -> bytes:

@@ -203,8 +203,8 @@ def _export(store, key, manifest, dataset_name) -> None:
     c = st.columns(2)
     for col, fmt in zip(c, ("csv", "json")):
         data, _ = annotations.annotations_bytes(store, key, fmt)
-        col.download_button(f"Annotations ({fmt.upper()})", data, file_name=f"annotations-{safe_name(dataset_name)}.{fmt}",
-                            key=f"rv_dl_{fmt}")
+        col.download_button(f"Annotations ({fmt.upper()})", data,
+                            file_name=f"annotations-{safe_name(dataset_name)}.{fmt}", key=f"rv_dl_{fmt}")
     st.markdown("**Corrected labels** (adjudicated, else the readers' majority, else the dataset label)")
     may_add = roles.may(current_reader(), "manage datasets")
     if st.button("Write the corrected-labels CSV and add it as a dataset", key="rv_corrected", disabled=not may_add,

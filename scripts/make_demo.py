@@ -69,8 +69,10 @@ def main() -> int:
     shutil.rmtree(DEMO / "bccd", ignore_errors=True)
     glom = make_glomeruli()
     bccd = make_bccd()
-    print(f"glomeruli: {len(glom)} images, {glom['class'].value_counts().to_dict()}, {glom['slide_id'].nunique()} slides")
-    print(f"bccd: {len(bccd)} crops, {bccd['cell_type'].value_counts().to_dict()}, {bccd['source_image'].nunique()} smears")
+    print(f"glomeruli: {len(glom)} images, {glom['class'].value_counts().to_dict()}, "
+          f"{glom['slide_id'].nunique()} slides")
+    print(f"bccd: {len(bccd)} crops, {bccd['cell_type'].value_counts().to_dict()}, "
+          f"{bccd['source_image'].nunique()} smears")
     return 0
 
 

@@ -2,8 +2,9 @@
 
 Trains configs/demo_run.json (a small simple_cnn on the demo glomeruli, slide-grouped split) the
 way the app does, as a background run in a private workspace, then copies its run directory (the
-files core.rundir.shipped_files names) into assets/ with the features and the layouts the Embeddings page opens with (PCA, UMAP
-and t-SNE of all splits, of train and of test), so the demo draws them without computing.
+files core.rundir.shipped_files names) into assets/ with the features and the layouts the Embeddings
+page opens with (PCA, UMAP and t-SNE of all splits, of train and of test), so the demo draws them
+without computing.
 
 The config keeps its dataset path relative to the repository root (readers resolve it with
 core.runconfig.dataset_spec), so the copy works wherever the repository is cloned; the temporary
@@ -21,7 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ["LUMEN_HOME"] = tempfile.mkdtemp(prefix="lumen-demo-run-")  # no queue behind other runs
 
 import pandas as pd  # noqa: E402
@@ -85,7 +85,8 @@ def main() -> int:
     metrics = rundir.read_metrics(TARGET)
     predictions = pd.read_parquet(rundir.predictions_path(TARGET))
     best_epoch = int(metrics.loc[metrics["best"], "epoch"].iloc[-1])
-    sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in sorted((TARGET / "checkpoints").glob("*.pt")))
+    sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB"
+                      for p in sorted((TARGET / "checkpoints").glob("*.pt")))
     print(f"trained in {seconds:.0f} s: {len(metrics)} epochs, best model from epoch {best_epoch}; "
           f"{split_auc(predictions, 'val')}, {split_auc(predictions, 'test')}; {sizes}")
     print(f"written to {TARGET.relative_to(ROOT)}")

@@ -1,22 +1,28 @@
 """Save a 1400-wide screenshot of every page of the app into assets/screenshots/, for the README.
 
 Runs the real app on a free port with a throw-away workspace and drives Debian's Chromium:
-    .venv/bin/python scripts/screenshots.py
+    .venv/bin/python -m scripts.screenshots    (from the repository root: it imports tests.browser.server)
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from playwright.sync_api import sync_playwright
 
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-from core.registry import DEMO_DATASETS  # noqa: E402
-from tests.browser.server import (  # noqa: E402
-    REPO_ROOT, VIEWPORT, free_port, launch_browser, nav_pages, open_page, screenshot, start_app,
-    stop_app, wait_idle)
+from core.registry import DEMO_DATASETS
+from tests.browser.server import (
+    REPO_ROOT,
+    VIEWPORT,
+    free_port,
+    launch_browser,
+    nav_pages,
+    open_page,
+    screenshot,
+    start_app,
+    stop_app,
+    wait_idle,
+)
 
 OUT_DIR = REPO_ROOT / "assets" / "screenshots"
 #: Pages shown on another dataset than the default: every glomerulus crop is square, so the

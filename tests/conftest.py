@@ -1,7 +1,8 @@
 """Shared fixtures: a private workspace per test and real image files in every mode labs produce."""
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,6 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +18,30 @@ def lumen_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("lumen-home")
     monkeypatch.setenv("LUMEN_HOME", str(home))
     return home
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What `python -m core ...` gave: its exit code and what it printed."""
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys) -> Callable[..., CliResult]:
+    """`python -m core ARGS` run in this process (``core.__main__.main``), with its output captured."""
+    from core.__main__ import main
+
+    def run(*args: object) -> CliResult:
+        capsys.readouterr()  # what the test printed before is not the command's
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exc:  # argparse refusing the arguments, as the process would exit
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+    return run
 
 
 def gradient(width: int, height: int) -> np.ndarray:
@@ -36,7 +60,7 @@ def write_mode_zoo(folder: Path) -> dict[str, Path]:
         "grey.png": rgb.convert("L"),
         "rgba.png": rgb.convert("RGBA"),
         "palette.png": rgb.convert("P"),
-        "grey16.png": Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)),
+        "grey16.png": Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257),
         "cmyk.jpg": rgb.convert("CMYK"),
         "rgb.tif": rgb,
         "rgb.bmp": rgb,

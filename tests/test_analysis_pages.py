@@ -12,6 +12,7 @@ def home(tmp_path_factory):
     return home
 
 
+@pytest.mark.slow
 def test_embeddings_page_draws_each_method(home, monkeypatch):
     at = open_page("pages/embeddings.py", home, monkeypatch, "tiny")
     for method in ("pca", "tsne"):
@@ -46,6 +47,7 @@ def test_gradcam_page_single_and_set(home, monkeypatch):
     assert captions and all(" → " in c for c in captions)  # true → predicted under every picture of the set
 
 
+@pytest.mark.slow
 def test_embeddings_of_an_untrained_backbone_need_no_run(home, monkeypatch):
     at = open_page("pages/embeddings.py", home, monkeypatch, "tiny")
     at.radio(key="emb_source").set_value("an untrained backbone (no run needed)").run()
@@ -55,6 +57,7 @@ def test_embeddings_of_an_untrained_backbone_need_no_run(home, monkeypatch):
     assert any("300 images through an untrained simple_cnn" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 def test_side_by_side_needs_a_test_split(tmp_path, monkeypatch):
     home = tmp_path / "home"
     train_tiny_run(home, "no-test", split={"ratios": [0.8, 0.2, 0.0], "seed": 0, "grouped": True})

@@ -161,6 +161,7 @@ def current_as_dict(current: pd.DataFrame) -> dict:
 # ---------------------------------------------------------------- concurrency
 
 
+@pytest.mark.slow
 def test_threads_on_distinct_items_lose_nothing(store):
     def work(t):
         return sum(len(store.annotate("ds", f"t{t}-{i}", f"reader{t}", label=CLASSES[i % 2],
@@ -176,6 +177,7 @@ def test_threads_on_distinct_items_lose_nothing(store):
     assert current_as_dict(current) == last_writes(raw_events(store))
 
 
+@pytest.mark.slow
 def test_threads_on_the_same_items_keep_an_exact_trail(store):
     """Four threads per reader fight over 25 items: every note lands, every old value is the true one."""
     items = [f"item{i}" for i in range(25)]
@@ -210,6 +212,7 @@ for i in range(150):
 """
 
 
+@pytest.mark.slow
 def test_processes_on_the_same_items_keep_an_exact_trail(store, db_url, tmp_path):
     """Other app instances on the same database: the database itself must order the writers."""
     go = tmp_path / "go"

@@ -94,11 +94,8 @@ def test_adding_a_bad_path_shows_the_reason(path, message):
     assert not at.exception
 
 
-def _grid_of_header_scan(folder: str, root: str) -> None:
+def _grid_of_header_scan(folder: str) -> None:
     """Runs as its own script under AppTest, hence the imports inside."""
-    import sys
-
-    sys.path.insert(0, root)
     from core.scanning import scan
     from core.sources import SourceSpec
     from ui.gallery import image_grid
@@ -116,7 +113,7 @@ def test_a_thumbnail_that_cannot_be_decoded_does_not_stop_the_grid(tmp_path):
     Image.fromarray(gradient(300, 200)).save(tmp_path / "cls" / "cut.jpg")
     data = (tmp_path / "cls" / "cut.jpg").read_bytes()
     (tmp_path / "cls" / "cut.jpg").write_bytes(data[: len(data) // 2])
-    at = AppTest.from_function(_grid_of_header_scan, args=(str(tmp_path), str(ROOT)), default_timeout=60).run()
+    at = AppTest.from_function(_grid_of_header_scan, args=(str(tmp_path),), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("image")) == 1
     assert any(md("cut.jpg") + ": cannot be decoded" in c.value for c in at.caption)  # the name shown as text

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from core import rundir, runs
@@ -23,6 +24,7 @@ def torchrun(processes: int, config: Path, run_dir: Path, timeout: float = 240) 
         cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_one_run(tmp_path):
     config, run_dir = tmp_path / "config.json", tmp_path / "run"
     config.write_text(json.dumps(tiny_config()))
@@ -44,6 +46,7 @@ def test_torchrun_two_processes_train_one_run(tmp_path):
     assert not any(key.startswith("module.") for key in ckpt["model"])
 
 
+@pytest.mark.slow
 def test_torchrun_skips_the_local_device_queue(tmp_path):
     """A one-GPU SLURM job is torchrun with one process: SLURM owns the device, and the shared
     workspace's lock must not queue it behind every other job on the cluster."""

@@ -30,7 +30,7 @@ def test_features_have_one_row_per_item_and_are_cached(run_dir, monkeypatch):
     assert np.array_equal(again.attrs["features"], feats)
 
 
-@pytest.mark.parametrize("method", ["pca", "tsne", "umap"])
+@pytest.mark.parametrize("method", ["pca", pytest.param("tsne", marks=pytest.mark.slow), "umap"])
 def test_layouts_are_2d_and_stored_with_the_run(run_dir, method, monkeypatch):
     frame = embeddings.layout(run_dir, method, ("train", "test"))
     assert list(frame.columns[-2:]) == ["x", "y"] and np.isfinite(frame[["x", "y"]]).all().all()
@@ -60,21 +60,15 @@ def test_umap_warm_up_finishes_in_the_background():
     assert embeddings.warm_up_umap().wait(timeout=180)
 
 
-def test_embed_cli_writes_a_layout(run_dir, tmp_path):
-    import subprocess
-    import sys
-
+def test_embed_cli_writes_a_layout(run_dir, tmp_path, cli):
     import pandas as pd
 
-    from tests.conftest import ROOT
     out = tmp_path / "layout.csv"
-    result = subprocess.run([sys.executable, "-m", "core", "embed", str(run_dir), "--method", "pca", "--split",
-                             "test", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    result = cli("embed", run_dir, "--method", "pca", "--split", "test", "--out", out)
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(out)
     assert set(frame["split"]) == {"test"} and {"x", "y", "item_id"} <= set(frame.columns)
-    bad = subprocess.run([sys.executable, "-m", "core", "embed", str(run_dir), "--method", "mds", "--out", str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=180)
+    bad = cli("embed", run_dir, "--method", "mds", "--out", out)
     assert bad.returncode == 2 and "unknown method" in bad.stderr
 
 

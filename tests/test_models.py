@@ -14,11 +14,23 @@ import torchvision
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from core.models import (MODELS, build_model, cam_target_layer, feature_layer, features,
-                         head_parameters, imagenet_weights_path, list_models, min_input_size,
-                         set_train_mode)
+from core.models import (
+    MODELS,
+    build_model,
+    cam_target_layer,
+    feature_layer,
+    features,
+    head_parameters,
+    imagenet_weights_path,
+    list_models,
+    min_input_size,
+    set_train_mode,
+)
 
 ALL = list(MODELS)
+#: The large torchvision models take most of this file's time: `make test-fast` (not slow) leaves them out.
+HEAVY = {"vgg16", "vgg19", "densenet121", "efficientnet_b0"}
+ALL_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name for name in ALL]
 TORCHVISION = [name for name, spec in MODELS.items() if spec.pretrainable]
 WITH_CAM = [name for name in ALL if name != "logistic"]
 # VGG and DenseNet are tested at 64 px, the rest at 32 (both sizes are in the supported range).
@@ -71,7 +83,7 @@ def resnet_state(seed: int = 0) -> dict:
 # ---------------------------------------------------------------- shapes
 
 @pytest.mark.parametrize("classes,channels,freeze", [(2, 3, False), (8, 1, True)], ids=["rgb-2", "grey-8"])
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL_PARAMS)
 def test_logits_have_one_column_per_class(built, name, classes, channels, freeze):
     model, info = built(name, classes, channels, freeze)
     model.eval()
@@ -95,7 +107,7 @@ def test_runs_across_the_supported_sizes(name, size):
 
 # ---------------------------------------------------------------- freezing
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL_PARAMS)
 def test_freeze_trains_only_the_head(built, name):
     model, info = built(name, 8, 1, True)
     head = {id(p) for p in head_parameters(model, name)}
@@ -257,7 +269,7 @@ def test_lumen_checkpoint_loads_and_other_class_counts_keep_the_new_head(tmp_pat
 
 # ---------------------------------------------------------------- features and Grad-CAM layer
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL_PARAMS)
 def test_features_are_what_the_head_sees(built, name):
     model, _ = built(name, 2, 3, False)
     x = batch(3, SIZE.get(name, 32))

@@ -47,7 +47,8 @@ def test_every_consumer_builds_the_same_input(tiny_run, monkeypatch):
         in_training = loop.normalise(loop.to_input(np.array([i])))
         for other in (from_cache, for_cam, in_training):
             assert torch.equal(direct, other.contiguous())
-        np.testing.assert_array_equal(shown, Preprocessor(prep.size, prep.pad_mode, prep.fit).image(arr))  # Padding preview
+        # the Padding page's preview
+        np.testing.assert_array_equal(shown, Preprocessor(prep.size, prep.pad_mode, prep.fit).image(arr))
 
 
 def test_best_checkpoint_alone_rebuilds_input_and_predictions(tiny_run, tmp_path):

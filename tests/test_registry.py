@@ -65,4 +65,5 @@ def test_an_added_csv_keeps_its_image_folder_relative_to_the_csv(tmp_path):
     (tmp_path / "course").rename(moved)  # the dataset folder moves with its CSV
     spec = registry.list_datasets()["course"]
     assert spec.image_root == "images"
-    assert list_items(SourceSpec.from_dict({**spec.to_dict(), "path": str(moved / "public.csv")}))["problem"].isna().all()
+    relisted = list_items(SourceSpec.from_dict({**spec.to_dict(), "path": str(moved / "public.csv")}))
+    assert relisted["problem"].isna().all()

@@ -3,8 +3,6 @@ import json
 import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -121,11 +119,11 @@ def test_cancel_uses_scancel_not_a_local_kill(run_dir, fake_bin):
     assert rundir.read_status(run_dir)["state"] == "cancelled"
 
 
-def test_cli_writes_prints_and_submits_the_script(tmp_path, fake_bin, lumen_home):
+def test_cli_writes_prints_and_submits_the_script(tmp_path, fake_bin, lumen_home, cli):
     config = tmp_path / "config.json"
     config.write_text(json.dumps(tiny_config()))
-    command = [sys.executable, "-m", "core", "slurm", "--config", str(config), "--gpus", "2", "--partition", "a100"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    command = ["slurm", "--config", config, "--gpus", "2", "--partition", "a100"]
+    result = cli(*command)
     assert result.returncode == 0, result.stderr
     script = Path(result.stdout.splitlines()[0])
     assert script.name == "job.sbatch" and script.parent.parent == lumen_home / "runs"
@@ -134,8 +132,7 @@ def test_cli_writes_prints_and_submits_the_script(tmp_path, fake_bin, lumen_home
 
     fake_bin("sbatch", "echo 555")
     run_dir = tmp_path / "cluster-run"
-    submitted = subprocess.run(command + ["--run-dir", str(run_dir), "--submit"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=120)
+    submitted = cli(*command, "--run-dir", run_dir, "--submit")
     assert submitted.returncode == 0, submitted.stderr
     assert "submitted: SLURM job 555" in submitted.stdout
     assert rundir.read_status(run_dir)["slurm_job_id"] == "555"

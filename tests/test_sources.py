@@ -318,7 +318,8 @@ def test_groups_from_the_names_in_a_csv_keep_splits_whole(tmp_path):
 
 
 @pytest.mark.parametrize("spec, message", [
-    (SourceSpec(str(SHARED_DATA / "medmnist" / "breastmnist.npz"), group_pattern=r"^(.+)_"), "npz file has no file names"),
+    (SourceSpec(str(SHARED_DATA / "medmnist" / "breastmnist.npz"), group_pattern=r"^(.+)_"),
+     "npz file has no file names"),
     (SourceSpec(str(SHARED_DATA / "bccd_crops" / "labels.csv"), group_column="source_image", group_pattern=r"^(.+)_"),
      "not both"),
     (SourceSpec(str(PBC), group_pattern=r"^(.+"), "not a valid regular expression"),

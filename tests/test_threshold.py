@@ -1,7 +1,5 @@
 """The Threshold page (AppTest) and `python -m core evaluate` on real tiny runs."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -109,26 +107,24 @@ def test_per_class_thresholds_with_fallback():
     assert decided.tolist() == [0, 1, 1]  # row 2: nobody passes -> fallback; row 3: 0.7 < 0.8 -> fallback
 
 
-def test_cli_evaluate_matches_sklearn(home):
+def test_cli_evaluate_matches_sklearn(home, monkeypatch, cli):
     run_dir = home / "runs" / "b-binary"
-    result = subprocess.run([sys.executable, "-m", "core", "evaluate", str(run_dir), "--split", "test",
-                             "--threshold", "0.4", "--positive", "GS", "--json"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120, env={"LUMEN_HOME": str(home), "PATH": "/usr/bin:/bin"})
+    monkeypatch.setenv("LUMEN_HOME", str(home))
+    result = cli("evaluate", run_dir, "--split", "test", "--threshold", "0.4", "--positive", "GS", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     preds = pd.read_parquet(run_dir / "predictions.parquet").query("split == 'test'")
     expected = confusion_matrix(preds["label"] == "GS", preds["prob_GS"] >= 0.4, labels=[False, True])
     assert report["confusion_matrix"] == expected.tolist()
     assert report["positive_class"] == "GS" and report["threshold"] == 0.4
-    bad = subprocess.run([sys.executable, "-m", "core", "evaluate", str(run_dir), "--positive", "banana"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    bad = cli("evaluate", run_dir, "--positive", "banana")
     assert bad.returncode == 2 and "Unknown class 'banana'" in bad.stderr
 
 
 def test_calibration_helpers():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(400, 3)) * 3
-    labels = np.array([rng.choice(3, p=np.exp(l / 3) / np.exp(l / 3).sum()) for l in logits])
+    labels = np.array([rng.choice(3, p=np.exp(row / 3) / np.exp(row / 3).sum()) for row in logits])
     over_confident = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     t = evaluation.fit_temperature(over_confident, labels)
     assert 2 < t < 4.5  # the data were generated at temperature 3

@@ -2,8 +2,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -75,11 +73,10 @@ def test_broken_configs_are_refused(override, message):
         tiny_config(**override)
 
 
-def test_cli_refuses_a_broken_config_with_a_message(tmp_path):
+def test_cli_refuses_a_broken_config_with_a_message(tmp_path, cli):
     config = tmp_path / "bad.json"
     config.write_text(json.dumps({"dataset": {"source": GLOMERULI.to_dict()}, "batch_size": 0}))
-    result = subprocess.run([sys.executable, "-m", "core", "train", "--config", str(config)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = cli("train", "--config", config)
     assert result.returncode == 2 and "batch_size must be a whole number above 0" in result.stderr
 
 
@@ -93,6 +90,7 @@ def _wait_for(predicate, timeout=180, poll=0.2):
     raise TimeoutError("condition not reached")
 
 
+@pytest.mark.slow
 def test_killed_run_shows_failed_and_resumes_to_the_same_epochs():
     config = tiny_config(epochs=4, preprocess={"size": 96}, batch_size=8)
     run_dir = runs.create_runs(config)[0]
@@ -112,6 +110,7 @@ def test_killed_run_shows_failed_and_resumes_to_the_same_epochs():
     assert ckpt["epoch"] in (1, 2, 3, 4)
 
 
+@pytest.mark.slow
 def test_cancel_then_resume():
     config = tiny_config(epochs=30, preprocess={"size": 64}, batch_size=8)
     run_dir = runs.create_runs(config)[0]
@@ -131,6 +130,7 @@ def test_cancel_then_resume():
     assert rundir.read_metrics(run_dir)["epoch"].tolist() == list(range(1, epochs_done + 2))
 
 
+@pytest.mark.slow
 def test_second_run_queues_behind_the_first():
     first = runs.create_runs(tiny_config(epochs=6, preprocess={"size": 64}, batch_size=8))[0]
     second = runs.create_runs(tiny_config())[0]

@@ -2,6 +2,7 @@
 import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import rundir, runs
@@ -35,6 +36,7 @@ def test_first_start_shows_the_demo_run_with_its_curves():
     assert any(c.value.startswith("Best epoch") for c in at.caption)
 
 
+@pytest.mark.slow
 def test_launch_a_run_and_see_it_finish():
     at = open_train_page()
     set_tiny(at, epochs=2)
@@ -56,6 +58,7 @@ def test_launch_a_run_and_see_it_finish():
     assert any(c.value.startswith("Best epoch") for c in at.caption)
 
 
+@pytest.mark.slow
 def test_cancel_and_resume_from_the_page():
     at = open_train_page()
     set_tiny(at, epochs=200)
@@ -74,6 +77,7 @@ def test_cancel_and_resume_from_the_page():
     assert runs.wait(run_dir, timeout=120)["state"] == "cancelled"
 
 
+@pytest.mark.slow
 def test_a_weights_file_of_ones_own(tmp_path):
     """A lab's own checkpoint (here ResNet18's state dict saved to a file) is named in the form."""
     import torch

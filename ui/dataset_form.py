@@ -20,8 +20,8 @@ from core.sources import (
     suggest_image_root,
     with_class_names,
 )
-from ui.text import md
 from ui.state import select_dataset_next_run
+from ui.text import md
 
 _NONE = "(none)"
 _REGEX = "a regular expression"

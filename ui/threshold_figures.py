@@ -44,8 +44,8 @@ def confusion(matrix: np.ndarray, labels: list[str]) -> go.Figure:
     text = [[f"{matrix[i, j]:,}<br>{row_share[i, j]:.1%}" for j in range(matrix.shape[1])]
             for i in range(matrix.shape[0])]
     fig = go.Figure(go.Heatmap(z=row_share, x=labels, y=labels, text=text, texttemplate="%{text}",
-                               textfont=dict(size=15 if len(labels) <= 3 else 12), colorscale="Purples", zmin=0, zmax=1.4,
-                               showscale=False, hoverinfo="skip", xgap=2, ygap=2))
+                               textfont=dict(size=15 if len(labels) <= 3 else 12), colorscale="Purples", zmin=0,
+                               zmax=1.4, showscale=False, hoverinfo="skip", xgap=2, ygap=2))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(tickangle=0)
     fig = _layout(fig, "Confusion matrix (row %)", "predicted", "true")

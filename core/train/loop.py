@@ -65,7 +65,8 @@ def epoch_order(loop: Loop, train_idx: np.ndarray, epoch: int) -> np.ndarray:
     else:
         order = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
     order = order[: len(order) - len(order) % loop.world] if loop.world > 1 else order
-    return order[loop.rank::loop.world]
+    shard: np.ndarray = order[loop.rank::loop.world]
+    return shard
 
 
 def train_one_epoch(loop: Loop, optimiser: torch.optim.Optimizer, criterion: torch.nn.Module, order: np.ndarray,

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from core import rundir
 from core.runconfig import dataset_spec
 from core.train import checkpoints, distributed
 from core.train.data import Data, load_data
-from core.train.loop import Cancelled, Loop, evaluate, epoch_order, is_better, predict, train_one_epoch
+from core.train.loop import Cancelled, Loop, epoch_order, evaluate, is_better, predict, train_one_epoch
 from core.train.optim import Scheduler, build_for, class_weights, make_optimiser, make_scheduler, select_device
 
 PROGRESS_EVERY_S = 2.0
@@ -126,7 +127,7 @@ def _train(session: Session, should_stop: Callable[[], bool]) -> bool:
     for epoch in range(session.progress.epoch + 1, config["epochs"] + 1):
         stats: dict[str, Any] = train_one_epoch(loop, session.optimiser, session.criterion,
                                                 epoch_order(loop, train_idx, epoch), session.gen, should_stop,
-                                                lambda d, t, e=epoch: on_batch(d, t, e))
+                                                partial(on_batch, epoch=epoch))
         stats.update(evaluate(loop, val_idx, session.criterion))
         stats.update(epoch=epoch, lr=session.optimiser.param_groups[0]["lr"], time=time.time())
         _end_epoch(session, stats)
@@ -166,8 +167,10 @@ def _prepare_data(config: dict[str, Any], run_dir: Path, lead: bool, world: int,
     and writes splits.csv while the others wait, then read the cache."""
     if not lead:
         distributed.barrier(world)
-    data = load_data(config, progress=lambda d, t: status(message=f"preparing images: {d}/{t}"),
-                     splits=rundir.read_splits(run_dir))
+    def preparing(done: int, total: int) -> None:
+        status(message=f"preparing images: {done}/{total}")
+
+    data = load_data(config, progress=preparing, splits=rundir.read_splits(run_dir))
     if lead:
         if not rundir.splits_path(run_dir).exists():
             rundir.write_items(run_dir, data.items, rundir.dataset_root(dataset_spec(config).path))

@@ -1,15 +1,9 @@
 """Fixtures for the real-browser tests: the app on a free port, Debian's Chromium, a page."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tests.browser.server import (  # noqa: E402
-    CHROMIUM, CHROMIUM_MISSING, VIEWPORT, free_port, launch_browser, start_app, stop_app)
+from tests.browser.server import CHROMIUM, CHROMIUM_MISSING, VIEWPORT, free_port, launch_browser, start_app, stop_app
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ def assert_clean(page, name: str) -> None:
         pytest.fail(f"page {name!r} shows an exception:\n" + "\n---\n".join(exceptions))
     assert not page.page_errors, f"uncaught errors on page {name!r}: {page.page_errors}"
     for message in page.console_errors:
-        warnings.warn(f"console error on page {name!r}: {message}")
+        warnings.warn(f"console error on page {name!r}: {message}", stacklevel=2)
     page.console_errors.clear()
 
 

@@ -47,5 +47,6 @@ def test_hostile_names_render_as_their_own_text(page, tmp_path, monkeypatch):
         server.shutdown()
     assert "/raw.png" in _Pixels.fetched  # the unescaped control line did fetch: the probe works
     assert "/pixel.png" not in _Pixels.fetched and images == 1 and links == 0
-    for shown in ("![px](http://127.0.0.1", "[click me](http://example.invalid/)", "**bold** :red[alarm] $x^2$ <b>b</b>"):
+    hostile = ("![px](http://127.0.0.1", "[click me](http://example.invalid/)", "**bold** :red[alarm] $x^2$ <b>b</b>")
+    for shown in hostile:
         assert text.count(shown) == 4, (shown, text)  # markdown, caption, warning and button label
