@@ -45,7 +45,7 @@ def test_concurrent_adds_all_land():
 
 
 def test_entries_written_before_class_names_image_folders_and_group_patterns_still_load(lumen_home):
-    old = {"path": str(SHARED_DATA / "medmnist" / "breastmnist.npz"), "kind": "auto", "path_column": None,
+    old = {"path": str((SHARED_DATA / "medmnist" / "breastmnist.npz").resolve()), "kind": "auto", "path_column": None,
            "label_column": None, "group_column": None, "split_column": None, "mask_column": None,
            "classes": None, "label_names": ["malignant", "benign"]}
     (lumen_home / "datasets.json").write_text(json.dumps({"breast": old}))
