@@ -1,12 +1,16 @@
 """Lumen: from a folder of medical image crops to a trained classifier, a trusted threshold and
-corrected labels. This file is the router: the shared sidebar and the list of pages."""
+corrected labels. This file is the router: the door (login and roles, ui.identity), the shared
+sidebar and the list of pages. The door is here, not in each page, so no page can forget it."""
 from __future__ import annotations
 
 import streamlit as st
 
+from ui.identity import must_sign_in, reader_sidebar, serving_refusal, sign_in_screen
 from ui.state import dataset_picker
 
 st.set_page_config(page_title="Lumen", page_icon="assets/logo.png", layout="wide")
+refused = serving_refusal()
+locked = refused is not None or must_sign_in()
 
 # The default page is served at "/" but reserves its own pathname, which is never served: it takes
 # "home", so that a typed or bookmarked /dataset reaches the alias below, not "Page not found".
@@ -29,7 +33,14 @@ pages = st.navigation({
     "People": [
         st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
     ],
-})
+}, position="hidden" if locked else "sidebar")  # locked: no links, and whatever the address, only the door below
 st.logo("assets/logo.png")
+if refused is not None:
+    st.error(refused)
+    st.stop()
+if locked:
+    sign_in_screen()
+    st.stop()
 dataset_picker()
+reader_sidebar()
 pages.run()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m core scan|train ...`` (more commands join as pages need them)."""
+"""Command line: ``python -m core scan|train|predict|bundle ...`` (more commands join as pages need them)."""
 from __future__ import annotations
 
 import argparse
@@ -15,16 +15,37 @@ from typing import Any
 from core.runconfig import ConfigError, load_config
 from core.scanning import scan
 from core.slurm import SlurmError
-from core.sources import SourceError, SourceSpec
+from core.sources import SourceError, SourceSpec, with_class_names
 from core.summary import summarize
 
 
-def _scan_command(args: argparse.Namespace) -> int:
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that describe a source (core.sources.SourceSpec), shared by every command that reads one."""
+    parser.add_argument("source", help="a folder of images or of class folders, a CSV file or an .npz file")
+    parser.add_argument("--kind", default="auto", choices=["auto", "folder", "csv", "npz"])
+    parser.add_argument("--path-column")
+    parser.add_argument("--label-column", help='CSV: the label column ("" for none: every row unlabelled)')
+    parser.add_argument("--group-column")
+    parser.add_argument("--split-column")
+    parser.add_argument("--mask-column")
+    parser.add_argument("--image-root", help="CSV: the folder its relative paths start from (default: its own)")
+    parser.add_argument("--group-pattern", help="a regular expression whose one capture group reads the "
+                                                "group from each file name, e.g. '^([^_]+)_'")
+    parser.add_argument("--class-names", help="names of numeric labels: '0=nonGS, 1=GS', or 'nonGS, GS' "
+                                              "in label order")
+
+
+def _source_spec(args: argparse.Namespace) -> SourceSpec:
     spec = SourceSpec(path=args.source, kind=args.kind, path_column=args.path_column,
                       label_column=args.label_column, group_column=args.group_column,
                       split_column=args.split_column, mask_column=args.mask_column,
-                      label_names=tuple(n.strip() for n in args.class_names.split(",")) if args.class_names else None)
-    manifest = scan(spec, verify=not args.no_verify)
+                      image_root=str(Path(args.image_root).resolve()) if args.image_root else None,
+                      group_pattern=args.group_pattern)
+    return with_class_names(spec, args.class_names or "")
+
+
+def _scan_command(args: argparse.Namespace) -> int:
+    manifest = scan(_source_spec(args), verify=not args.no_verify)
     summary = summarize(manifest)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -92,7 +113,7 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     from core.evaluation import evaluate_run
 
     try:
-        report = evaluate_run(Path(args.run_dir), args.split, args.threshold, args.positive)
+        report = evaluate_run(Path(args.run_dir), args.split, args.threshold, args.positive, args.set)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -115,6 +136,63 @@ def _print_multiclass(report: dict[str, Any]) -> None:
     print(f"all {len(report['classes'])} classes, {report['n']} images (largest probability): accuracy "
           f"{report['accuracy']:.3f}, balanced accuracy {report['balanced_accuracy']:.3f}")
     print(per_class_table(report).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def _threshold_option(value: str) -> float | None:
+    """--threshold: "saved" (the run's operating point, None) or a probability."""
+    if value == "saved":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"use 'saved' or a number between 0 and 1, not '{value}'") from None
+
+
+def _progress_bar(what: str) -> Callable[[int, int], None]:
+    """A one-line progress bar on stderr, redrawn in place (stdout stays for the results)."""
+    def show(done: int, total: int) -> None:
+        filled = 30 * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        print(f"\r{what} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+    return show
+
+
+def _predict_command(args: argparse.Namespace) -> int:
+    """The run's best model on a source: a prediction set in the run and a CSV of it."""
+    from core import predict
+
+    run_dir, spec = Path(args.run_dir), _source_spec(args)
+    try:
+        rule = predict.decision(run_dir, args.threshold)
+        result = predict.predict_source(run_dir, spec, args.name, _progress_bar("predicting"), args.batch_size)
+        out = Path(args.out or f"{result.name}.csv")
+        rows = predict.write_csv(result.table, rule, out, args.format)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for row in result.skipped.itertuples():
+        print(f"  skipped: {row.path}: {row.reason}")
+    scale = f", temperature {rule.temperature:g}" if rule.temperature != 1.0 else ""
+    print(f"{len(result.table)} images predicted, {len(result.skipped)} skipped; decision: {rule.positive} at "
+          f"threshold {rule.threshold:.4f} ({rule.source}{scale})")
+    print(f"prediction set '{result.name}' stored in {result.path}")
+    print(f"wrote {rows} rows to {out} ({args.format})")
+    return 0
+
+
+def _bundle_command(args: argparse.Namespace) -> int:
+    """The run's best model as a folder that predicts without Lumen (see core.bundle)."""
+    from core import bundle
+
+    try:
+        files = bundle.write_bundle(Path(args.run_dir), Path(args.out))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote the bundle {args.out}: {', '.join(f.name for f in files)}")
+    print(f"use it anywhere with torch, pillow and numpy: python {Path(args.out) / 'predict.py'} IMAGES... --out "
+          "predictions.csv")
+    return 0
 
 
 def _annotations_command(args: argparse.Namespace) -> int:
@@ -199,14 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core", description="Lumen's command line.")
     commands = parser.add_subparsers(dest="command", required=True)
     scan_parser = commands.add_parser("scan", help="scan and verify a dataset source")
-    scan_parser.add_argument("source", help="a folder of class folders, a CSV file or an .npz file")
-    scan_parser.add_argument("--kind", default="auto", choices=["auto", "folder", "csv", "npz"])
-    scan_parser.add_argument("--path-column")
-    scan_parser.add_argument("--label-column")
-    scan_parser.add_argument("--group-column")
-    scan_parser.add_argument("--split-column")
-    scan_parser.add_argument("--mask-column")
-    scan_parser.add_argument("--class-names", help="npz: names of labels 0, 1, ... (comma-separated)")
+    _add_source_arguments(scan_parser)
     scan_parser.add_argument("--no-verify", action="store_true", help="read headers only, skip full decoding")
     scan_parser.add_argument("--json", action="store_true", help="print one JSON object")
     scan_parser.set_defaults(handler=_scan_command)
@@ -218,10 +289,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     eval_parser = commands.add_parser("evaluate", help="metrics of a run at its saved (or a given) threshold")
     eval_parser.add_argument("run_dir")
     eval_parser.add_argument("--split", default="test")
+    eval_parser.add_argument("--set", help="a prediction set of the run (python -m core predict), instead of a split: "
+                                           "its rows labelled with one of the run's classes")
     eval_parser.add_argument("--threshold", type=float)
     eval_parser.add_argument("--positive", help="the positive class (default: the saved one, else the rarer)")
     eval_parser.add_argument("--json", action="store_true")
     eval_parser.set_defaults(handler=_evaluate_command)
+    predict_parser = commands.add_parser("predict", help="a run's best model on new images: a prediction set "
+                                         "stored in the run and a CSV")
+    predict_parser.add_argument("run_dir")
+    _add_source_arguments(predict_parser)
+    predict_parser.add_argument("--name", help="the prediction set's name (default: from the source's name)")
+    predict_parser.add_argument("--out", help="the CSV to write (default: NAME.csv)")
+    predict_parser.add_argument("--threshold", type=_threshold_option, default=None, metavar="saved|T",
+                                help="the decision: the run's saved operating point (default) or a threshold "
+                                     "on the raw scores")
+    predict_parser.add_argument("--format", default="lumen", choices=["lumen", "course"],
+                                help="lumen: file, predicted, prob_<class>..., decision; course: exactly Image,Label")
+    predict_parser.add_argument("--batch-size", type=int, default=64)
+    predict_parser.set_defaults(handler=_predict_command)
+    bundle_parser = commands.add_parser("bundle", help="the run's best model as a folder that predicts without Lumen")
+    bundle_parser.add_argument("run_dir")
+    bundle_parser.add_argument("--out", required=True, help="the folder to write (created; must be new or empty)")
+    bundle_parser.set_defaults(handler=_bundle_command)
     slurm_parser = commands.add_parser("slurm", help="write (and submit) a SLURM job that trains one run")
     slurm_parser.add_argument("--config", required=True, help="a run config (JSON); see core/runconfig.py")
     slurm_parser.add_argument("--run-dir", help="the run directory, on a filesystem the compute nodes share "

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from core.preprocess import Preprocessor, channels_for
 
 _WORKERS = min(8, (os.cpu_count() or 1) * 2)
 
-__all__ = ["UnreadableImage", "cache_key", "channels_for_rows", "prepared_array"]
+__all__ = ["UnreadableImage", "cache_key", "channels_for_rows", "decoded", "prepared_array"]
 
 
 def channels_for_rows(rows: pd.DataFrame) -> int:
@@ -40,14 +41,31 @@ class UnreadableImage(OSError):
     """An image that passed the header scan but cannot be decoded; the message names the file."""
 
 
-def _prepare_one(row: Any, preprocessor: Preprocessor) -> np.ndarray:
+def _pixels_or_error(row: Any, preprocessor: Preprocessor) -> np.ndarray | Exception:
     split = row.split if isinstance(row.split, str) else None
     try:
         return preprocessor.pixels(load_item(row.path, int(row.index), split))
-    except OSError as exc:
-        raise UnreadableImage(f"{row.path} cannot be decoded ({exc}). Open the dataset on the Dataset page "
-                              "(or run `python -m core scan`): verification marks such files, and "
-                              "training then leaves them out.") from exc
+    except Exception as exc:  # noqa: BLE001 - a damaged file: PIL raises many kinds, each a row's problem
+        return exc
+
+
+def decoded(rows: pd.DataFrame, preprocessor: Preprocessor, window: int = 256) -> Iterator[np.ndarray | Exception]:
+    """Each row's S x S x C uint8 pixels, in order, decoded in threads; a row that cannot be decoded
+    gives its exception instead, so the caller decides whether that is fatal (training) or a row to
+    skip (prediction on new images). At most `window` rows are in flight, so a source of any size
+    streams through in constant memory."""
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        pending: deque[Future[np.ndarray | Exception]] = deque()
+        try:
+            for row in rows.itertuples():
+                pending.append(pool.submit(_pixels_or_error, row, preprocessor))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # a consumer that stops early does not wait for the rest
+            for job in pending:
+                job.cancel()
 
 
 def prepared_array(rows: pd.DataFrame, preprocessor: Preprocessor,
@@ -65,11 +83,13 @@ def prepared_array(rows: pd.DataFrame, preprocessor: Preprocessor,
             path.unlink(missing_ok=True)  # a damaged cache file is rebuilt
     size, channels = preprocessor.size, preprocessor.channels
     out = np.empty((len(rows), size, size, channels), dtype=np.uint8)
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        jobs = pool.map(lambda r: _prepare_one(r, preprocessor), rows.itertuples(), chunksize=8)
-        for i, arr in enumerate(jobs):
-            out[i] = arr
-            if progress and (i % 64 == 0 or i == len(rows) - 1):
-                progress(i + 1, len(rows))
+    for i, (row, arr) in enumerate(zip(rows.itertuples(), decoded(rows, preprocessor), strict=True)):
+        if isinstance(arr, Exception):
+            raise UnreadableImage(f"{row.path} cannot be decoded ({arr}). Open the dataset on the Dataset page "
+                                  "(or run `python -m core scan`): verification marks such files, and "
+                                  "training then leaves them out.") from arr
+        out[i] = arr
+        if progress and (i % 64 == 0 or i == len(rows) - 1):
+            progress(i + 1, len(rows))
     workspace.atomic_write(path, lambda handle: np.save(handle, out))
     return out

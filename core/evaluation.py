@@ -72,27 +72,38 @@ def load_operating_point(run_dir: Path) -> dict[str, Any] | None:
     return point
 
 
+def operating_point(run_dir: Path, predictions: pd.DataFrame) -> tuple[str, float, float]:
+    """(positive class, threshold, temperature) saved with the run; without a saved point, the rarer
+    class of `predictions` at 0.5 on the raw scores."""
+    point = load_operating_point(run_dir) or {}
+    positive = point.get("positive_class") or default_positive(predictions)
+    return str(positive), float(point.get("threshold", 0.5)), float(point.get("temperature", 1.0))
+
+
 def saved_decision(predictions: pd.DataFrame, run_dir: Path) -> tuple[str, float, np.ndarray]:
     """(positive class, threshold, every row's score) at the run's saved operating point, the
     scores temperature-scaled as they were when the threshold was chosen; without a saved point,
     the rarer class at 0.5 on the raw scores. Review, Grad-CAM and the command line all decide here."""
-    point = load_operating_point(run_dir) or {}
-    positive = point.get("positive_class") or default_positive(predictions)
+    positive, threshold, temperature = operating_point(run_dir, predictions)
     classes = rundir.classes_of(predictions)
     probs = predictions[rundir.prob_columns(classes)].to_numpy(dtype=np.float64)
-    temperature = float(point.get("temperature", 1.0))
     if temperature != 1.0:
         probs = apply_temperature(probs, temperature)
-    return positive, float(point.get("threshold", 0.5)), probs[:, classes.index(positive)]
+    return positive, threshold, probs[:, classes.index(positive)]
 
 
 def evaluate_run(run_dir: Path, split: str = "test", threshold: float | None = None,
-                 positive: str | None = None) -> dict[str, Any]:
+                 positive: str | None = None, prediction_set: str | None = None) -> dict[str, Any]:
     """The command line's report: at the given threshold on raw scores, else at the saved one on the
-    scores it was chosen on (temperature-scaled when it was), else at 0.5."""
-    predictions = rundir.read_predictions(run_dir)
+    scores it was chosen on (temperature-scaled when it was), else at 0.5. With `prediction_set`,
+    on that set's rows whose label is one of the run's classes, instead of a split of the run."""
+    own = rundir.read_predictions(run_dir)
+    if prediction_set is None:
+        predictions = own
+    else:
+        predictions, split = labelled_rows(rundir.read_prediction_set(run_dir, prediction_set)), prediction_set
     saved = load_operating_point(run_dir) or {}
-    positive = positive or saved.get("positive_class") or default_positive(predictions)
+    positive = positive or saved.get("positive_class") or default_positive(own)
     if split not in set(predictions["split"]):
         raise ValueError(f"The run has no '{split}' split; it has {', '.join(sorted(set(predictions['split'])))}.")
     is_pos, scores = binary_scores(predictions, positive, split)
@@ -109,6 +120,18 @@ def evaluate_run(run_dir: Path, split: str = "test", threshold: float | None = N
     if len(rundir.classes_of(predictions)) > 2:
         report["multiclass"] = multiclass_report(predictions, split)
     return report
+
+
+def labelled_rows(prediction_set: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a prediction set that can be scored: those labelled with one of the run's classes."""
+    classes = rundir.classes_of(prediction_set)
+    rows = prediction_set[prediction_set["label"].isin(classes)]
+    if rows.empty:
+        found = sorted(prediction_set["label"].dropna().astype(str).unique())
+        raise ValueError("The prediction set has no labelled rows to score: "
+                         + (f"its labels ({', '.join(found[:10])}) are not the run's classes ({', '.join(classes)})."
+                            if found else "its source gave no labels (name the label column to predict with them)."))
+    return rows
 
 
 # ---------------------------------------------------------------- several classes
@@ -159,6 +182,14 @@ def per_class_table(report: dict[str, Any]) -> pd.DataFrame:
     """The report's per-class figures as rows (class, precision, recall, F1, support)."""
     return pd.DataFrame([{"class": c, "precision": v["precision"], "recall": v["recall"], "F1": v["f1-score"],
                           "support": v["support"]} for c, v in report["per_class"].items()])
+
+
+def one_vs_rest(probs: np.ndarray, positive: int, threshold: float, temperature: float = 1.0) -> np.ndarray:
+    """Class index per row at an operating point: the positive class where its score (temperature-
+    scaled, as the threshold was chosen) reaches the threshold, else the most probable other class."""
+    scores = (apply_temperature(probs, temperature) if temperature != 1.0 else probs)[:, positive]
+    others = np.where(np.arange(probs.shape[1]) == positive, -np.inf, probs)
+    return np.where(scores >= threshold, positive, others.argmax(axis=1))
 
 
 def decide(probs: np.ndarray, thresholds: np.ndarray, fallback: int) -> np.ndarray:

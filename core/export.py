@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from core import registry, workspace
+from core import dataroots, registry, workspace
 from core.images import load_item
 from core.preprocess import Preprocessor
 from core.scanning import usable
@@ -55,6 +55,9 @@ def _claim_folder(out_dir: Path, settings: dict[str, Any]) -> None:
     have been trained on its images); otherwise mark it as a Lumen export."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir} is a file; choose a folder for the export.")
+    reason = dataroots.problem(out_dir)
+    if reason:
+        raise ExportError(f"Cannot export there: {reason}.")
     owner = next((name for name, spec in registry.list_datasets().items()
                   if Path(spec.path).resolve() == out_dir / CSV_NAME), None)
     if owner:

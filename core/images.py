@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
 
 #: Images above this many pixels are refused as possible decompression bombs (about 16k x 16k).
 MAX_PIXELS = 256_000_000
@@ -25,6 +25,17 @@ Image.MAX_IMAGE_PIXELS = None
 
 class ImageTooLarge(ValueError):
     """Raised for images whose pixel count exceeds MAX_PIXELS."""
+
+
+class NotAStillImage(ValueError):
+    """Raised for an animation (GIF, APNG, multi-page TIFF): which frame is the crop is not Lumen's to guess."""
+
+
+def check_still(img: Image.Image) -> None:
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        raise NotAStillImage(f"an animation or multi-page image ({frames} frames): save the frame you mean "
+                             "as a PNG")
 
 
 def is_image_path(path: str | Path) -> bool:
@@ -73,6 +84,7 @@ def load_array(path: str | Path) -> np.ndarray:
         warnings.simplefilter("ignore")
         with Image.open(path) as img:
             check_pixel_limit(*img.size)
+            check_still(img)
             img.load()
             return to_uint8_array(img)
 

@@ -13,12 +13,13 @@ ROLES = ("viewer", "annotator", "admin")  # in order: each may do all that the o
 LEAST_ROLE = {  # the permission table: each action and the least role that may take it
     "browse": "viewer",
     "annotate": "annotator",
+    "manage datasets": "admin",  # add or remove one
     "adjudicate": "admin",
     "launch runs": "admin",
     "delete runs": "admin",
 }
-SIGNED_IN_ROLE = "annotator"  # a signed-in reader the lab's role table does not name
-TRUSTED_ROLE = "admin"  # no login configured: one lab on a trusted machine, every reader may do everything
+SIGNED_IN_ROLE = "viewer"  # a signed-in reader the lab's role table does not name: deny by default
+TRUSTED_ROLE = "admin"  # neither login nor roles: one person on their own machine may do everything
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,14 @@ def require(who: Identity | str, action: str) -> None:
         raise PermissionError(f"{article} {role} cannot {action}; that needs the {LEAST_ROLE[action]} role.")
 
 
-def signed_in(name: str, assigned: Mapping[str, str]) -> Identity:
-    """A signed-in reader: the role the lab's table (name -> role) assigns them, else SIGNED_IN_ROLE."""
-    return Identity(name, assigned.get(name, SIGNED_IN_ROLE))
+def assigned_role(email: str, assigned: Mapping[str, str]) -> str | None:
+    """The role the lab's table (e-mail -> role) gives ``email``, whatever the case either is spelt in."""
+    by_address = {address.casefold(): role for address, role in assigned.items()}
+    return by_address.get(email.casefold()) if email else None
+
+
+def signed_in(email: str, assigned: Mapping[str, str], verified: bool = True) -> Identity:
+    """A signed-in reader: the role the lab's table assigns them, else SIGNED_IN_ROLE. An address the
+    provider says it has not verified could be anyone's, so it only looks."""
+    role = assigned_role(email, assigned) if verified else None
+    return Identity(email, role or SIGNED_IN_ROLE)

@@ -45,6 +45,14 @@ class Split(_Part):
     grouped: bool = True
 
 
+class Subset(_Part):
+    """A smaller run on part of the data (a quick try, a learning curve), drawn before the split."""
+
+    fraction: float | None = Field(default=None, gt=0, le=1)  # share of each class; None: all of it
+    per_class: int | None = Field(default=None, ge=1)  # most items kept per class; None: no cap
+    seed: int = Field(default=0, ge=0)
+
+
 class Preprocess(_Part):
     size: int = Field(default=64, ge=MIN_SIZE, le=MAX_SIZE)
     pad_mode: PadMode = "zero"
@@ -91,6 +99,7 @@ class RunConfig(_Part):
     name: str = ""
     dataset: Dataset = Field(default_factory=Dataset)
     split: Split = Field(default_factory=Split)
+    subset: Subset = Field(default_factory=Subset)
     preprocess: Preprocess = Field(default_factory=Preprocess)
     augment: Augment = Field(default_factory=Augment)
     model: Model = Field(default_factory=Model)
@@ -156,6 +165,11 @@ def _limits(info: FieldInfo) -> dict[str, float]:
             if getattr(rule, name, None) is not None}
 
 
+def _is_whole(info: FieldInfo) -> bool:
+    """An int field, optional (`int | None`) or not."""
+    return info.annotation is int or int in get_args(info.annotation)
+
+
 def _range(limits: Mapping[str, float]) -> str:
     """The words after "a number": " above 0", " from 1 to 100", ", 0 or more"."""
     ge, gt, le, lt = (limits.get(name) for name in ("ge", "gt", "le", "lt"))
@@ -185,7 +199,7 @@ def _sentence(schema: type[BaseModel], error: ErrorDetails, prefix: tuple[str, .
     if kind == "literal_error":
         return f"{place} must be one of {error.get('ctx', {}).get('expected')}, not {value!r}."
     if kind in _NUMBER_ERRORS and info is not None:
-        noun = ("a whole number" if info.annotation is int else
+        noun = ("a whole number" if _is_whole(info) else
                 "a finite number" if kind == "finite_number" else "a number")
         return f"{place} must be {noun}{_range(_limits(info))}, not {value!r}."
     if kind in _KINDS:
@@ -231,7 +245,7 @@ def bounds(field: str) -> tuple[float | None, float | None]:
     A whole number's exclusive limit moves one step in (gt=0 -> 1); a float's is returned as it is.
     """
     info = _field(field)
-    limits, step = _limits(info), 1 if info.annotation is int else 0
+    limits, step = _limits(info), 1 if _is_whole(info) else 0
     low = limits.get("ge", limits["gt"] + step if "gt" in limits else None)
     high = limits.get("le", limits["lt"] - step if "lt" in limits else None)
     return low, high

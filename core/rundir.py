@@ -20,6 +20,7 @@ reader never sees half a file and a killed job never leaves a corrupt one.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,10 @@ CHECKPOINTS = ("best", "last")
 #: wherever the repository is cloned; `source_split` and `index` locate an npz row; `hash` keys the
 #: image cache.
 ITEM_COLUMNS = ("item_id", "split", "label", "group", "path", "index", "source_split", "hash")
+#: A prediction set's name is its file name and its rows' split, so it must be a plain file name
+#: and must not pass for one of the run's own splits.
+_SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+RUN_SPLITS = ("train", "val", "test")
 
 
 def runs_root() -> Path:
@@ -84,6 +89,10 @@ def predictions_path(run_dir: Path) -> Path:
 
 def prediction_sets_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "predictions"
+
+
+def prediction_set_path(run_dir: Path, name: str) -> Path:
+    return prediction_sets_dir(run_dir) / f"{check_set_name(name)}.parquet"
 
 
 def operating_point_path(run_dir: Path) -> Path:
@@ -262,6 +271,33 @@ def read_predictions(run_dir: Path) -> pd.DataFrame:
     path = predictions_path(run_dir)
     if not path.exists():
         raise FileNotFoundError(f"{Path(run_dir).name} has no predictions yet: the run has not finished.")
+    return pd.read_parquet(path)
+
+
+# ---------------------------------------------------------------- prediction sets
+
+
+def check_set_name(name: str) -> str:
+    """The name itself, or a ValueError that says what a prediction set may be called."""
+    if not _SET_NAME.fullmatch(name):
+        raise ValueError(f"A prediction set needs a plain name (letters, digits, '.', '_', '-'; at most 100), "
+                         f"not '{name}'.")
+    if name.lower() in RUN_SPLITS:
+        raise ValueError(f"'{name}' is one of the run's own splits: give the prediction set another name.")
+    return name
+
+
+def list_prediction_sets(run_dir: Path) -> list[str]:
+    return sorted(p.stem for p in prediction_sets_dir(run_dir).glob("*.parquet"))
+
+
+def read_prediction_set(run_dir: Path, name: str) -> pd.DataFrame:
+    """A stored prediction set: the columns of predictions.parquet plus where each item came from."""
+    path = prediction_set_path(run_dir, name)
+    if not path.exists():
+        have = list_prediction_sets(run_dir)
+        raise FileNotFoundError(f"{Path(run_dir).name} has no prediction set '{name}'; "
+                                + (f"it has {', '.join(have)}." if have else "make one with `python -m core predict`."))
     return pd.read_parquet(path)
 
 

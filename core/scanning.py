@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from core import workspace
-from core.images import ImageTooLarge, check_pixel_limit, to_uint8_array
+from core.images import ImageTooLarge, NotAStillImage, check_pixel_limit, check_still, to_uint8_array
 from core.sources import SourceSpec, list_items
 
 FACT_COLUMNS = ["width", "height", "mode", "format", "bytes", "hash", "file_problem", "verified"]
@@ -59,7 +59,8 @@ def header_facts(path: str) -> dict[str, Any]:
                     width, height = height, width
                 facts.update(width=width, height=height, mode=img.mode, format=img.format)
                 check_pixel_limit(width, height)
-    except ImageTooLarge as exc:
+                check_still(img)
+    except (ImageTooLarge, NotAStillImage) as exc:
         facts["file_problem"] = str(exc)
     except UnidentifiedImageError:
         facts["file_problem"] = "not an image (the file is not a readable PNG, JPEG, TIFF or BMP)"
@@ -83,9 +84,10 @@ def verify_file(path: str) -> str | None:
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
                 check_pixel_limit(*img.size)
+                check_still(img)
                 img.load()
                 to_uint8_array(img)
-    except ImageTooLarge as exc:
+    except (ImageTooLarge, NotAStillImage) as exc:
         return str(exc)
     except Exception as exc:
         return describe_decode_error(exc)

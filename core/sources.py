@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from core import dataroots
+from core.classnames import ClassNames, name_labels, parse_class_names
+from core.groups import groups_from_names
 from core.images import IMAGE_EXTENSIONS, is_image_path
 
 SPLIT_ALIASES = {
@@ -43,12 +46,14 @@ class SourceSpec:
     path: str
     kind: str = "auto"  # auto | folder | csv | npz
     path_column: str | None = None
-    label_column: str | None = None
+    label_column: str | None = None  # None: guessed from the column names; "": none, every row unlabelled
     group_column: str | None = None
     split_column: str | None = None
     mask_column: str | None = None
     classes: tuple[str, ...] | None = None  # known classes; other labels become problems
-    label_names: tuple[str, ...] | None = None  # npz: names of label indices 0..K-1
+    class_names: ClassNames | None = None  # (label as the data writes it, name): 0 -> nonGS
+    image_root: str | None = None  # CSV: the folder its relative paths start from (relative: to the CSV's folder)
+    group_pattern: str | None = None  # folders and CSVs: a regular expression reading the group from file names
 
     def resolved_kind(self) -> str:
         if self.kind != "auto":
@@ -69,13 +74,30 @@ class SourceSpec:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        """Plain JSON: tuples as lists, class names as {label: name}."""
+        data = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        data["class_names"] = dict(self.class_names) if self.class_names else None
+        return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SourceSpec:
-        known = {f for f in cls.__dataclass_fields__}
+    def from_dict(cls, data: dict[str, Any]) -> SourceSpec:
+        """A spec from its JSON; unknown keys are ignored and entries written before a field existed get
+        its default (`label_names`, the npz names of labels 0..K-1, become class names)."""
+        known = set(cls.__dataclass_fields__)
         clean: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+        names = clean.get("class_names")
+        if isinstance(names, dict):
+            clean["class_names"] = tuple((str(k), v) for k, v in names.items())
+        elif names:
+            clean["class_names"] = tuple((str(k), v) for k, v in names)
+        elif data.get("label_names"):
+            clean["class_names"] = tuple((str(i), name) for i, name in enumerate(data["label_names"]))
         return cls(**clean)
+
+    def image_folder(self) -> Path:
+        """Where a CSV's relative paths start: the image root, else the CSV's own folder."""
+        base = Path(self.path).resolve().parent
+        return (base / self.image_root).resolve() if self.image_root else base
 
 
 def normalise_split(value: object) -> str | None:
@@ -91,6 +113,12 @@ def list_items(spec: SourceSpec) -> pd.DataFrame:
     """List a source into rows of LIST_COLUMNS; raises SourceError when it cannot be read at all."""
     if not Path(spec.path).exists():
         raise SourceError(f"No such file or folder: {spec.path}")
+    places: list[str | Path] = [spec.path, *([spec.image_folder()] if spec.image_root else [])]
+    for where in places:
+        try:
+            dataroots.check(where)
+        except dataroots.OutsideDataRoots as exc:
+            raise SourceError(str(exc)) from exc
     kind = spec.resolved_kind()
     lister = {"folder": _list_folder, "csv": _list_csv, "npz": _list_npz}.get(kind)
     if lister is None:
@@ -98,14 +126,43 @@ def list_items(spec: SourceSpec) -> pd.DataFrame:
     table = lister(spec)
     if table.empty:
         raise SourceError(f"{spec.path} holds no images (PNG, JPEG, TIFF or BMP).")
-    return _mark_listing_problems(table, spec)
+    return _mark_listing_problems(_named_and_grouped(table, spec, kind), spec)
+
+
+def _named_and_grouped(table: pd.DataFrame, spec: SourceSpec, kind: str) -> pd.DataFrame:
+    """The spec's class names and group pattern applied to a listing."""
+    try:
+        if spec.class_names:
+            table["label"] = name_labels(table["label"], spec.class_names)
+        if spec.group_pattern:
+            if kind == "npz":
+                raise ValueError("An npz file has no file names to read groups from: leave the group pattern out.")
+            if spec.group_column:
+                raise ValueError("Give a group column or a group pattern, not both.")
+            table["group"] = groups_from_names(table["id"], spec.group_pattern)
+    except ValueError as exc:
+        raise SourceError(str(exc)) from exc
+    return table
+
+
+def with_class_names(spec: SourceSpec, text: str) -> SourceSpec:
+    """The spec with the class names typed as `0=nonGS, 1=GS` or, in label order, `nonGS, GS`
+    (the order is that of the source's own labels, so the source is listed to learn them);
+    blank text removes them."""
+    if not text.strip():
+        return replace(spec, class_names=None)
+    labels = list_items(replace(spec, class_names=None))["label"].dropna().astype(str)
+    try:
+        return replace(spec, class_names=parse_class_names(text, labels))
+    except ValueError as exc:
+        raise SourceError(str(exc)) from exc
 
 
 def source_signature(spec: SourceSpec) -> str:
     """A fingerprint that changes when a file comes, goes or is renamed anywhere in the source, cheap
     enough for every page run (a cache key): a folder's modification time changes when an entry of it
     does, so the times of the folders tell, without a stat of every file. A CSV or npz file adds its
-    own time and size; a CSV's folder, where its relative paths point, is walked like a folder source."""
+    own time and size; a CSV's image folder, where its relative paths point, is walked like a folder source."""
     path = Path(spec.path)
     try:
         kind = spec.resolved_kind()
@@ -116,7 +173,7 @@ def source_signature(spec: SourceSpec) -> str:
     if kind != "folder":
         digest.update(f"{stat.st_mtime_ns}:{stat.st_size}\n".encode())
     if kind != "npz":
-        for line in _folder_times(path if kind == "folder" else path.parent):
+        for line in _folder_times(path if kind == "folder" else spec.image_folder()):
             digest.update(line)
     return digest.hexdigest()
 
@@ -149,6 +206,8 @@ def _mark_listing_problems(table: pd.DataFrame, spec: SourceSpec) -> pd.DataFram
     problem = problem.where(~(bad_split & problem.isna()),
                             "unknown split '" + table["split"].str[1:] + "' (use train, val or test)")
     table.loc[bad_split, "split"] = None
+    outside = pd.Series(dataroots.problems(table["path"].fillna("").astype(str)), index=table.index, dtype=object)
+    problem = problem.where(~(outside.notna() & problem.isna()), "not read: " + outside.astype(str))
     if spec.classes:
         unknown = table["label"].notna() & ~table["label"].isin(spec.classes)
         message = "unknown label '" + table["label"].astype(str) + "' (not one of: " + ", ".join(spec.classes) + ")"
@@ -191,11 +250,10 @@ def _class_rows(root: Path, folder: Path, split: str | None) -> list[dict[str, A
     return rows
 
 
-def _row(root: Path, path: Path, label: str | None, split: str | None, group: str | None = None,
-         mask: str | None = None, problem: str | None = None) -> dict[str, Any]:
+def _row(root: Path, path: Path, label: str | None, split: str | None) -> dict[str, Any]:
     return {"id": path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path),
-            "path": str(path), "index": -1, "label": label, "split": split, "group": group,
-            "mask_path": mask, "problem": problem}
+            "path": str(path), "index": -1, "label": label, "split": split, "group": None,
+            "mask_path": None, "problem": None}
 
 
 def read_csv_header(path: str | Path) -> list[str]:
@@ -204,16 +262,20 @@ def read_csv_header(path: str | Path) -> list[str]:
 
 
 def _read_table(path: Path, nrows: int | None = None) -> pd.DataFrame:
+    """The CSV as text; utf-8-sig, because Excel's "CSV UTF-8" starts with a byte-order mark that
+    would otherwise stick to the first column's name."""
     sep = "\t" if path.suffix.lower() == ".tsv" else None
     try:
         return pd.read_csv(path, sep=sep, engine="python", dtype=str, keep_default_na=False,
-                           nrows=nrows, skipinitialspace=True)
+                           nrows=nrows, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise SourceError(f"Cannot read {path} as a CSV table: {exc}") from exc
 
 
 def _pick_column(columns: list[str], wanted: str | None, guesses: tuple[str, ...], role: str,
                  csv_path: Path, required: bool) -> str | None:
+    if wanted == "":
+        return None  # chosen as none: no guess
     if wanted:
         if wanted not in columns:
             raise SourceError(
@@ -244,7 +306,7 @@ def _list_csv(spec: SourceSpec) -> pd.DataFrame:
 
     if table.empty:
         return pd.DataFrame(columns=LIST_COLUMNS)  # list_items says the source holds no images
-    base = csv_path.parent
+    base = spec.image_folder()
     rel = table[path_col].str.strip()
     paths = [_with_image_suffix((base / p).resolve()) if p else None for p in rel]
     exists = np.array([p is not None and p.is_file() for p in paths])
@@ -267,6 +329,55 @@ def _list_csv(spec: SourceSpec) -> pd.DataFrame:
     out.loc[dup, "problem"] = "listed twice in the CSV"
     out["id"] = out["id"].where(~out["id"].duplicated(keep="first"), out["id"] + "#" + out.index.astype(str))
     return out
+
+
+@dataclass(frozen=True)
+class ImageRootHint:
+    """Where the files a CSV names are, when most are not where its paths point."""
+
+    folder: str  # relative to the CSV's folder, as SourceSpec.image_root takes it
+    checked: int  # names looked up (the first _HINT_SAMPLE of the CSV)
+    found_now: int  # of those, found under the current image folder
+    found_there: int  # of those, found under `folder`
+
+
+_HINT_SAMPLE = 200
+_HINT_MAX_FOLDERS = 200
+
+
+def suggest_image_root(spec: SourceSpec) -> ImageRootHint | None:
+    """The one subfolder of the CSV's folder (two levels down at most) that holds most of the files the
+    CSV names, when its current image folder holds fewer than half: a `name,ground truth` sheet
+    lying beside the folder of its images would otherwise list as every file missing."""
+    csv_path = Path(spec.path).resolve()
+    table = _read_table(csv_path)
+    column = _pick_column(list(table.columns), spec.path_column, PATH_COLUMN_GUESSES, "path", csv_path, True)
+    names = [n for n in table[column].str.strip() if n and not Path(n).is_absolute()][:_HINT_SAMPLE]
+
+    def found(folder: Path) -> int:
+        return sum(_with_image_suffix(folder / n).is_file() for n in names)
+
+    found_now = found(spec.image_folder())
+    if not names or 2 * found_now >= len(names):
+        return None
+    best, best_count = None, found_now
+    for folder in _candidate_folders(csv_path.parent):
+        count = found(folder)
+        if count > best_count:
+            best, best_count = folder, count
+    if best is None or 2 * best_count <= len(names):
+        return None
+    return ImageRootHint(best.relative_to(csv_path.parent).as_posix(), len(names), found_now, best_count)
+
+
+def _candidate_folders(base: Path) -> list[Path]:
+    """Visible folders one and two levels under ``base``, at most _HINT_MAX_FOLDERS."""
+    try:
+        first = _subdirs(base)
+        second = [sub for folder in first for sub in _subdirs(folder)]
+    except OSError:
+        return []
+    return (first + second)[:_HINT_MAX_FOLDERS]
 
 
 _SUFFIXES_TO_TRY = sorted(IMAGE_EXTENSIONS) + sorted(e.upper() for e in IMAGE_EXTENSIONS)
@@ -301,11 +412,7 @@ def _list_npz(spec: SourceSpec) -> pd.DataFrame:
                     continue
                 images = data[f"{split}_images"]
                 labels = data[f"{split}_labels"].reshape(len(images), -1)[:, 0] if f"{split}_labels" in keys else None
-                if labels is not None and len(labels):
-                    _check_label_names(spec.label_names, int(labels.max()))
-                frames.append(_npz_rows(path, split, len(images), labels, spec.label_names))
-    except SourceError:
-        raise  # already a plain message (class names that do not fit the labels)
+                frames.append(_npz_rows(path, split, len(images), labels))
     except (OSError, ValueError) as exc:
         raise SourceError(f"Cannot read {path.name} as an npz archive: {exc}") from exc
     if not frames:
@@ -313,26 +420,8 @@ def _list_npz(spec: SourceSpec) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _check_label_names(label_names: Sequence[str] | None, largest_label: int) -> None:
-    """Names, when given, must cover every label index once: a short list would mix names and numbers."""
-    if not label_names:
-        return
-    if any(not name for name in label_names) or len(set(label_names)) != len(label_names):
-        raise SourceError("Class names must be non-empty and all different.")
-    if len(label_names) <= largest_label:
-        raise SourceError(f"{len(label_names)} class names given, but the labels run from 0 to {largest_label}: "
-                          f"give {largest_label + 1} names, one per label.")
-
-
-def _npz_rows(path: Path, split: str, count: int, labels: np.ndarray | None,
-              label_names: Sequence[str] | None) -> pd.DataFrame:
-    names: list[str | None]
-    if labels is None:
-        names = [None] * count
-    elif label_names:
-        names = [label_names[int(v)] for v in labels]
-    else:
-        names = [str(int(v)) for v in labels]
+def _npz_rows(path: Path, split: str, count: int, labels: np.ndarray | None) -> pd.DataFrame:
+    names = [None] * count if labels is None else [str(int(v)) for v in labels]
     return pd.DataFrame({
         "id": [f"{split}/{i}" for i in range(count)], "path": str(path), "index": np.arange(count),
         "label": names, "split": split, "group": None, "mask_path": None, "problem": None,

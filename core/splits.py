@@ -64,6 +64,27 @@ def _greedy_assign(units: pd.Series, labels: pd.Series, ratios: np.ndarray, seed
     return np.array(SPLITS, dtype=object)[unit_split[unit_codes]]
 
 
+def draw_subset(rows: pd.DataFrame, fraction: float | None = None, per_class: int | None = None,
+                seed: int = 0) -> pd.Series:
+    """Which rows a smaller run keeps: per class, ``fraction`` of its items (at least one) and at most
+    ``per_class``. Items are taken round-robin over the groups in a seeded order (one from each slide
+    before a second from any), so a small subset still spans as many slides as it can and the grouped
+    split drawn from it has groups to spread."""
+    rng = np.random.default_rng(seed)
+    shuffled = rows.iloc[rng.permutation(len(rows))]
+    labels = shuffled["label"].fillna("<unlabelled>").astype(str)
+    units = shuffled["group"].fillna(pd.Series("<row>" + shuffled.index.astype(str), index=shuffled.index))
+    turn = shuffled.groupby([labels, units.astype(str)]).cumcount().to_numpy()  # 0: its group's first item
+    unit_order = pd.factorize(units)[0]  # first-seen order, which the shuffle made random
+    sorted_labels = labels.iloc[np.lexsort((unit_order, turn, labels.to_numpy()))]  # per class, turn by turn
+    sizes = sorted_labels.map(sorted_labels.value_counts())
+    quota = sizes if fraction is None else np.maximum(1, np.round(sizes * fraction)).astype(int)
+    if per_class is not None:
+        quota = np.minimum(quota, per_class)
+    kept = sorted_labels.groupby(sorted_labels).cumcount() < quota
+    return kept.reindex(rows.index)
+
+
 def split_table(manifest: pd.DataFrame, split: pd.Series | None = None) -> pd.DataFrame:
     """Items per class (rows) and split (columns), with totals."""
     split = manifest["split"] if split is None else split
@@ -81,9 +102,11 @@ def imbalance_ratio(labels: pd.Series) -> float:
     return float(counts.max() / counts.min())
 
 
-def duplicate_groups(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose content hash appears more than once, with the number of copies."""
-    hashed = manifest[manifest["hash"].notna()]
+def duplicate_groups(manifest: pd.DataFrame, split: pd.Series | None = None) -> pd.DataFrame:
+    """Rows whose content hash appears more than once, with the number of copies and each copy's
+    split (``split``: the drawn one; default: the manifest's own)."""
+    frame = manifest if split is None else manifest.assign(split=split)
+    hashed = frame[frame["hash"].notna()]
     dup = hashed[hashed["hash"].duplicated(keep=False)].copy()
     dup["copies"] = dup.groupby("hash")["hash"].transform("size")
     return dup.sort_values(["hash", "id"])[["hash", "copies", "id", "label", "split", "group"]]

@@ -36,6 +36,7 @@ def summarize(manifest: pd.DataFrame) -> dict[str, Any]:
         "classes": {str(k): int(v) for k, v in manifest.loc[usable, "label"].value_counts().sort_index().items()},
         "imbalance_ratio": _finite_or_none(imbalance_ratio(manifest.loc[usable, "label"])),
         "splits": {str(k): int(v) for k, v in manifest["split"].value_counts().items()},
+        "groups": int(manifest["group"].nunique()),
         "problems": [{"path": row.path or row.id, "id": row.id, "reason": row.problem}
                      for row in problems.itertuples()],
         "verified": int(manifest["verified"].sum()),

@@ -1,18 +1,23 @@
 """Dataset page: what is in the data, what is wrong with it, and how it will be split."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import registry
-from core.sources import SourceError
+from core import registry, roles
+from core.groups import suggest_grouping
+from core.sources import SourceError, SourceSpec
 from core.splits import assign_splits, duplicate_groups, imbalance_ratio, leakage_report, split_table
 from core.summary import summarize
 from ui.dataset_form import add_dataset_form
 from ui.gallery import image_grid
+from ui.identity import current_reader
 from ui.router import ensure_router
 from ui.state import clear_manifest_cache, current_dataset, load_manifest
+from ui.text import md
 from ui.verify import forget, verification_job
 
 ensure_router()
@@ -22,13 +27,16 @@ MAX_CLASSES_SHOWN = 12
 
 
 def _header(name, spec) -> None:
-    st.title(name)
+    st.title(md(name))
     try:
         kind = f"{spec.resolved_kind()} source"
     except SourceError:
         kind = "source not found"  # explained just below, with a way out
-    st.caption(f"`{spec.path}` · {kind}")
-    add_dataset_form()
+    st.caption(f"{md(spec.path)} · {kind}")
+    if roles.may(current_reader(), "manage datasets"):
+        add_dataset_form()
+    else:
+        st.caption("Adding or removing a dataset needs the admin role.")
 
 
 def _load_or_explain(name, spec):
@@ -40,8 +48,9 @@ def _load_or_explain(name, spec):
         verified = job.finished.is_set() and not job.error
         return load_manifest(spec, verify=verified), job, verified
     except SourceError as exc:
-        st.error(f"This dataset cannot be read: {exc}")
-        if name not in registry.DEMO_DATASETS and st.button("Remove it from the list"):
+        st.error(f"This dataset cannot be read: {md(exc)}")
+        if (name not in registry.DEMO_DATASETS and roles.may(current_reader(), "manage datasets")
+                and st.button("Remove it from the list")):
             registry.remove_dataset(name)
             st.rerun()
         st.stop()
@@ -67,7 +76,7 @@ def _headline(manifest, summary, job, verified: bool) -> None:
     cols[4].metric("Problems", len(summary["problems"]))
     cols[5].metric("Unlabelled", f"{summary['unlabelled']:,}")
     if job.error:
-        st.warning(f"Verification stopped: {job.error}. Header facts are shown.")
+        st.warning(f"Verification stopped: {md(job.error)}. Header facts are shown.")
     elif not verified:
         _verification_progress(job)  # reruns the page with the verified manifest once the job is done
     else:
@@ -77,9 +86,36 @@ def _headline(manifest, summary, job, verified: bool) -> None:
                    "(see Problems below).")
 
 
-def _split_controls(manifest, name: str):
+def _table(frame: pd.DataFrame, **options) -> None:
+    """A table whose missing values (no label, no group, no split) show as blank cells, not "None"."""
+    blanks = {column: "" for column in frame.columns if frame[column].dtype == object}
+    st.dataframe(frame.fillna(blanks), width="stretch", hide_index=True, **options)
+
+
+def _suggest_groups(manifest: pd.DataFrame, name: str, spec: SourceSpec) -> None:
+    """Names that share evident prefixes (slide ids) but no group set: say what grouping would make."""
+    if manifest["group"].notna().any() or spec.resolved_kind() == "npz":
+        return
+    suggestion = suggest_grouping(manifest["id"], manifest["label"])
+    if suggestion is None:
+        return
+    st.info(f"The file names look grouped: the {md(suggestion.preset)} would make {suggestion.groups:,} groups "
+            f"(such as {', '.join(md(g) for g in suggestion.examples)}). Grouping keeps each slide or patient "
+            "in one split, so none leaks.")
+    if name not in registry.DEMO_DATASETS and st.button("Group by file names", key="group_by_names"):
+        registry.add_dataset(name, replace(spec, group_pattern=suggestion.pattern))
+        st.session_state.pop(_grouped_key(name), None)  # the toggle starts on, now that there are groups
+        st.rerun()
+
+
+def _grouped_key(name: str) -> str:
+    return f"split_grouped_{name}"  # per dataset: its default follows the dataset's groups
+
+
+def _split_controls(manifest, name: str, spec: SourceSpec):
     with st.container(border=True):
         st.subheader("Split")
+        _suggest_groups(manifest, name, spec)
         predefined = manifest["split"].notna().sum()
         if predefined:
             st.caption(f"{predefined:,} items come with a predefined split, which is kept.")
@@ -90,7 +126,7 @@ def _split_controls(manifest, name: str):
         seed = cols[3].number_input("Seed", 0, 10**6, 0, key="split_seed")
         has_groups = manifest["group"].notna().any()
         grouped = cols[4].toggle("Keep groups in one split", value=bool(has_groups),
-                                 disabled=not has_groups, key=f"split_grouped_{name}",  # its default is per dataset
+                                 disabled=not has_groups, key=_grouped_key(name),
                                  help="Each group (slide, patient, smear) goes wholly to one split, so none leaks."
                                  if has_groups else "This dataset has no group column.")
         if train + val + test == 0:
@@ -107,7 +143,7 @@ def _class_counts(manifest, split) -> None:
               .groupby(["label", "split"]).size().reset_index(name="items"))
     fig = px.bar(counts, x="label", y="items", color="split", barmode="group",
                  category_orders={"split": ["train", "val", "test", "(none)"]}, title="Items per class and split")
-    fig.update_layout(height=360, margin=dict(t=40, b=10), xaxis_title=None)
+    fig.update_layout(height=360, margin={"t": 40, "b": 10}, xaxis_title=None)
     cols[0].plotly_chart(fig, width="stretch")
     # The class names as a real column, wide enough to read (the index column is sized to its header);
     # the counts narrow, so every split and the total fit beside the chart.
@@ -127,10 +163,10 @@ def _leakage(manifest, split) -> None:
     if not images.empty:
         st.error(f"{images['hash'].nunique():,} identical images sit in more than one split "
                  "(the test set has seen them in training).")
-        st.dataframe(images, width="stretch", hide_index=True)
+        _table(images)
     if not groups.empty:
         st.error(f"{len(groups):,} groups appear in more than one split: turn on grouping above.")
-        st.dataframe(groups, width="stretch", hide_index=True)
+        _table(groups)
 
 
 def _size_histograms(manifest) -> None:
@@ -144,7 +180,7 @@ def _size_histograms(manifest) -> None:
                               (cols[2], "aspect", "Aspect ratio (width / height)")):
         fig = px.histogram(readable, x=field, color="label", nbins=40, barmode="overlay", opacity=0.6,
                            title=title)
-        fig.update_layout(height=300, margin=dict(t=40, b=10), xaxis_title=None, legend_title=None)
+        fig.update_layout(height=300, margin={"t": 40, "b": 10}, xaxis_title=None, legend_title=None)
         col.plotly_chart(fig, width="stretch")
     distinct = readable.groupby(["width", "height"]).ngroups
     st.caption(f"{distinct:,} distinct sizes; modes: "
@@ -161,28 +197,29 @@ def _samples(manifest) -> None:
     classes = labels.value_counts().index[:MAX_CLASSES_SHOWN]
     for cls in classes:
         rows = good[labels == cls]
-        st.markdown(f"**{cls}** · {len(rows):,} items")
+        st.markdown(f"**{md(cls)}** · {len(rows):,} items")
         image_grid(rows.sample(min(SAMPLES_PER_CLASS, len(rows)), random_state=seed), SAMPLES_PER_CLASS)
     if labels.nunique() > MAX_CLASSES_SHOWN:
         st.caption(f"Showing the {MAX_CLASSES_SHOWN} largest of {labels.nunique()} classes.")
 
 
-def _problems_and_duplicates(manifest, summary) -> None:
-    """One above the other at full width: a reason is a sentence and must be readable whole."""
+def _problems_and_duplicates(manifest, summary, split: pd.Series) -> None:
+    """One above the other at full width: a reason is a sentence and must be readable whole. Each copy of
+    a duplicate shows the split drawn above, so a copy on both sides of the line is plain to see."""
     st.subheader(f"Problems ({len(summary['problems']):,})")
     if summary["problems"]:
-        st.dataframe(pd.DataFrame(summary["problems"])[["id", "reason"]], width="stretch", hide_index=True,
-                     column_config={"id": st.column_config.TextColumn(width="medium"),
-                                    "reason": st.column_config.TextColumn(width="large")})
+        _table(pd.DataFrame(summary["problems"])[["id", "reason"]],
+               column_config={"id": st.column_config.TextColumn(width="medium"),
+                              "reason": st.column_config.TextColumn(width="large")})
     else:
         st.success("Every item could be read.")
-    dups = duplicate_groups(manifest)
+    dups = duplicate_groups(manifest, split)
     copied = dups["hash"].nunique()
     st.subheader(f"Duplicates ({copied:,} image{'' if copied == 1 else 's'} with copies)")
     if dups.empty:
         st.success("No two files have the same content.")
     else:
-        st.dataframe(dups, width="stretch", hide_index=True)
+        _table(dups)
 
 
 name, spec = current_dataset()
@@ -198,7 +235,7 @@ if st.sidebar.button("Rescan files", help="Read the folder again (new, changed o
 overview, sizes, samples, problems = st.tabs(["Classes and splits", "Image sizes", "Samples",
                                               "Problems and duplicates"])
 with overview:
-    split = _split_controls(manifest, name)
+    split = _split_controls(manifest, name, spec)
     if split is not None:
         _class_counts(manifest, split)
         _leakage(manifest, split)
@@ -207,4 +244,4 @@ with sizes:
 with samples:
     _samples(manifest)
 with problems:
-    _problems_and_duplicates(manifest, summary)
+    _problems_and_duplicates(manifest, summary, manifest["split"] if split is None else split)

@@ -13,12 +13,13 @@ import plotly.express as px
 import streamlit as st
 from PIL import Image
 
-from core import preprocess, workspace
+from core import preprocess, roles, workspace
 from core.export import export_preprocessed, export_source, safe_name
 from core.images import load_item
 from core.registry import add_dataset
 from core.scanning import usable
 from core.sources import SourceError
+from ui.identity import current_reader
 from ui.router import ensure_router
 from ui.state import current_dataset, manifest_or_stop, select_dataset_next_run
 from ui.text import md
@@ -217,7 +218,10 @@ def main() -> None:
     all_square = bool((items["width"] == items["height"]).all())
     _show_preview(_pick_sample(items, dataset, columns), size, all_square)
     _share_histogram(items)
-    _export_section(manifest, dataset, size)
+    if roles.may(current_reader(), "manage datasets"):
+        _export_section(manifest, dataset, size)
+    else:
+        st.caption("Exporting a preprocessed copy as a new dataset needs the admin role.")
 
 
 main()

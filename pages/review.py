@@ -206,7 +206,9 @@ def _export(store, key, manifest, dataset_name) -> None:
         col.download_button(f"Annotations ({fmt.upper()})", data,
                             file_name=f"annotations-{safe_name(dataset_name)}.{fmt}", key=f"rv_dl_{fmt}")
     st.markdown("**Corrected labels** (adjudicated, else the readers' majority, else the dataset label)")
-    if st.button("Write the corrected-labels CSV and add it as a dataset", key="rv_corrected"):
+    may_add = roles.may(current_reader(), "manage datasets")
+    if st.button("Write the corrected-labels CSV and add it as a dataset", key="rv_corrected", disabled=not may_add,
+                 help=None if may_add else "Adding a dataset needs the admin role."):
         # named after the dataset: two datasets in one folder must not overwrite each other's file
         out = workspace.home() / "exports" / f"corrected-{safe_name(dataset_name)}.csv"
         try:

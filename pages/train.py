@@ -11,7 +11,8 @@ from core import roles, rundir, runs
 from core.runconfig import ConfigError
 from core.scanning import usable
 from core.sources import SourceError
-from ui.identity import current_reader, login_configured
+from core.splits import split_table
+from ui.identity import current_reader
 from ui.router import ensure_router
 from ui.run_config_form import run_config_form
 from ui.state import current_dataset, load_manifest
@@ -39,8 +40,8 @@ def _curves(metrics: pd.DataFrame, title: str, pairs: list[tuple[str, str]]) -> 
     for column, name in pairs:
         if column in metrics:
             fig.add_scatter(x=metrics["epoch"], y=metrics[column], mode="lines+markers", name=name)
-    fig.update_layout(title=title, height=300, margin=dict(t=40, b=10), xaxis_title="epoch",
-                      legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(title=title, height=300, margin={"t": 40, "b": 10}, xaxis_title="epoch",
+                      legend={"orientation": "h", "y": -0.25})
     fig.update_xaxes(tickformat="d", dtick=max(1, len(metrics) // 10))
     return fig
 
@@ -79,6 +80,24 @@ def _actions(run_dir: Path, current: dict) -> None:
                 st.rerun()
 
 
+def _subset_words(subset: dict) -> str:
+    """"a subset: 10% of each class, at most 50 per class (seed 0)", or "" for the whole dataset."""
+    parts = ([f"{subset['fraction']:.0%} of each class"] if subset.get("fraction") else []) + \
+        ([f"at most {subset['per_class']:,} per class"] if subset.get("per_class") else [])
+    return f"a subset: {', '.join(parts)} (seed {subset.get('seed', 0)})" if parts else ""
+
+
+def _kept_items(run_dir: Path) -> None:
+    """The items the run drew (after its subset), per class and split: what it trains and tests on."""
+    items = rundir.read_items(run_dir)
+    if items is None or "label" not in items:
+        return  # not started yet, or a run older than splits.csv
+    subset = _subset_words(rundir.read_config(run_dir).get("subset") or {})
+    with st.expander(f"Split: {len(items):,} items" + (f", {subset}" if subset else "")):
+        st.dataframe(split_table(items).rename_axis("class").reset_index(), hide_index=True,
+                     key=f"kept_{run_dir.name}")
+
+
 def _monitor(run_dir: Path) -> None:
     current = runs.status(run_dir)
     metrics = rundir.read_metrics(run_dir)
@@ -87,6 +106,7 @@ def _monitor(run_dir: Path) -> None:
     if current.get("state") == "failed":
         st.error(f"The run failed: {md(current.get('message', ''))}")
     _actions(run_dir, current)
+    _kept_items(run_dir)
     if metrics.empty:
         st.info("No finished epoch yet: curves appear after the first one.")
     else:
@@ -131,7 +151,7 @@ def _compare(table: pd.DataFrame) -> None:
         metrics = rundir.read_metrics(run_dir)
         if not metrics.empty:
             fig.add_scatter(x=metrics["epoch"], y=metrics["val_auc"], mode="lines+markers", name=run_dir.name)
-    fig.update_layout(title="Validation ROC AUC", height=320, xaxis_title="epoch", margin=dict(t=40, b=10))
+    fig.update_layout(title="Validation ROC AUC", height=320, xaxis_title="epoch", margin={"t": 40, "b": 10})
     st.plotly_chart(fig, width="stretch")
 
 
@@ -150,7 +170,7 @@ def _why_it_cannot_train(name: str, spec) -> str | None:
 
 st.title("Train")
 name, spec = current_dataset()
-me = current_reader() if login_configured() else roles.Identity("", roles.TRUSTED_ROLE)
+me = current_reader()
 may_launch = roles.may(me, "launch runs")
 if may_launch:
     with st.expander("New run", expanded=not any(rundir.runs_root().iterdir())):

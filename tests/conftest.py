@@ -111,3 +111,19 @@ def open_page(page: str, home: Path, monkeypatch, run: str, timeout: int = 180):
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     return app
+
+
+def write_course_csv(folder: Path, per_class: int = 12) -> Path:
+    """The course's layout: a CSV of `name,ground truth` (names without their extension, labels 0 and 1)
+    lying beside the folder `images/` of its PNGs, here demo glomeruli spread over their slides."""
+    images = folder / "images"
+    images.mkdir(parents=True)
+    rows = []
+    for label, cls in ((0, "nonGS"), (1, "GS")):
+        files = sorted((ROOT / "assets" / "demo" / "glomeruli" / "images" / cls).glob("*.jpg"))
+        for path in files[:: len(files) // per_class][:per_class]:
+            Image.open(path).save(images / f"{path.stem}.png")
+            rows.append(f"{path.stem},{label}")
+    csv = folder / "public.csv"
+    csv.write_text("name,ground truth\n" + "\n".join(rows) + "\n")
+    return csv

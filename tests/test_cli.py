@@ -5,7 +5,8 @@ import json
 import pytest
 from PIL import Image
 
-from tests.conftest import SHARED_DATA, gradient
+from core.__main__ import main
+from tests.conftest import SHARED_DATA, gradient, write_course_csv
 
 
 def test_scan_csv_with_columns_prints_summary_json(cli):
@@ -106,3 +107,37 @@ def test_corrected_labels_of_no_run_exit_2_with_a_message(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith("error: ") and "is not a run directory" in error and str(missing) in error
     assert not (tmp_path / "x.csv").exists()
+
+
+def _scan_json(capsys, *args) -> dict:
+    assert main(["scan", *args, "--no-verify", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_scan_a_csv_beside_its_image_folder_with_class_names(tmp_path, capsys, monkeypatch):
+    csv = write_course_csv(tmp_path)
+    missing = _scan_json(capsys, str(csv))
+    assert len(missing["problems"]) == 24 and missing["usable"] == 0
+    monkeypatch.chdir(tmp_path)  # --image-root is relative to where the command runs
+    named = _scan_json(capsys, str(csv), "--image-root", "images", "--class-names", "0=nonGS, 1=GS")
+    assert named["problems"] == [] and named["classes"] == {"GS": 12, "nonGS": 12}
+    in_order = _scan_json(capsys, str(csv), "--image-root", "images", "--class-names", "nonGS, GS")
+    assert in_order["classes"] == named["classes"]
+
+
+@pytest.mark.parametrize("names, message", [("nonGS", "error: 1 class names given, but the data has 2 labels"),
+                                            ("0=nonGS", "leave out label 1"), ("GS, GS", "GS is given twice")])
+def test_scan_refuses_class_names_that_do_not_fit(tmp_path, capsys, names, message):
+    csv = write_course_csv(tmp_path, per_class=2)
+    assert main(["scan", str(csv), "--image-root", str(tmp_path / "images"), "--class-names", names]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_scan_reads_groups_from_names_and_takes_no_label_column(tmp_path, capsys):
+    csv, images = write_course_csv(tmp_path), str(tmp_path / "images")
+    grouped = _scan_json(capsys, str(csv), "--image-root", images, "--group-pattern", "^(.+)-")
+    assert grouped["groups"] == len({line.rsplit("-", 1)[0] for line in csv.read_text().splitlines()[1:]})
+    unlabelled = _scan_json(capsys, str(csv), "--image-root", images, "--label-column", "")
+    assert unlabelled["unlabelled"] == 24 and unlabelled["classes"] == {}
+    assert main(["scan", str(csv), "--group-pattern", "^(.+"]) == 2
+    assert "not a valid regular expression" in capsys.readouterr().err

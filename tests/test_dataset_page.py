@@ -3,7 +3,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import registry
-from tests.conftest import ROOT, SHARED_DATA
+from core.scanning import scan
+from core.sources import SourceSpec
+from core.splits import assign_splits
+from tests.conftest import ROOT, SHARED_DATA, write_course_csv
 from ui.text import md
 
 BCCD_CSV = SHARED_DATA / "bccd_crops" / "labels.csv"
@@ -22,7 +25,7 @@ def metrics(at) -> dict:
 
 def test_opens_on_the_glomeruli_demo():
     at = open_app()
-    assert at.title[0].value == next(iter(registry.DEMO_DATASETS))
+    assert at.title[0].value == md(next(iter(registry.DEMO_DATASETS)))  # the name, shown as text
     shown = metrics(at)
     assert shown["Items"] == "300" and shown["Classes"] == "2"
     assert shown["Imbalance"] == "4.0 : 1"
@@ -71,10 +74,10 @@ def test_add_bccd_csv_through_the_form():
 def test_add_npz_with_class_names():
     at = open_app()
     at.text_input(key="add_path").input(str(SHARED_DATA / "medmnist" / "breastmnist.npz")).run()
-    at.text_input(key="add_npz_names").input("malignant")
+    at.text_input(key="add_class_names").input("malignant")
     at.button(key="add_button").click().run()
     assert any("give 2 names" in e.value for e in at.error)
-    at.text_input(key="add_npz_names").input("malignant, benign")
+    at.text_input(key="add_class_names").input("malignant, benign")
     at.button(key="add_button").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "breastmnist"
@@ -135,3 +138,109 @@ def test_grouping_follows_each_dataset_and_column_guesses_each_csv(tmp_path):
     assert at.selectbox(key="add_group_col").value == "(none)"
     at.text_input(key="add_path").input(str(SHARED_DATA / "glomeruli" / "labels.csv")).run()
     assert at.selectbox(key="add_group_col").value == "slide_id"  # guessed afresh for this CSV
+
+
+def table_with(at, column: str):
+    """The first table on the page that has ``column``."""
+    return next(frame.value for frame in at.dataframe if column in frame.value.columns)
+
+
+def test_the_course_csv_beside_its_image_folder_adds_in_three_actions(tmp_path):
+    """`name,ground truth` beside images/: without the offer every one of its files is "not found"."""
+    csv = write_course_csv(tmp_path)
+    at = open_app()
+    at.text_input(key="add_path").input(str(csv)).run()  # 1
+    assert any("Of 24 files the CSV names (the first ones), 24 are not in the image folder, but 24 are in images/"
+               in w.value for w in at.warning)
+    at.button(key="add_use_root").click().run()  # 2
+    assert at.text_input(key="add_image_root").value == "images" and not at.warning
+    at.button(key="add_button").click().run()  # 3
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "public"
+    shown = metrics(at)
+    assert (shown["Items"], shown["Usable for training"], shown["Problems"]) == ("24", "24", "0")
+    assert registry.list_datasets()["public"].image_root == "images"
+
+
+def _course_form(at, csv) -> None:
+    at.text_input(key="add_path").input(str(csv)).run()
+    at.button(key="add_use_root").click().run()
+
+
+def test_class_names_typed_in_the_form_name_the_classes(tmp_path):
+    at = open_app()
+    _course_form(at, write_course_csv(tmp_path))
+    for text, message in (("GS", "give 2 names"), ("0=GS, 1=GS", "GS is given twice"),
+                          ("0=nonGS", "leave out label 1")):
+        at.text_input(key="add_class_names").input(text)
+        at.button(key="add_button").click().run()
+        assert any(message in e.value for e in at.error), text
+    at.text_input(key="add_class_names").input("0=nonGS, 1=GS")
+    at.button(key="add_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert list(at.dataframe[0].value["class"]) == ["GS", "nonGS", "total"]
+    assert registry.list_datasets()["public"].class_names == (("0", "nonGS"), ("1", "GS"))
+
+
+def test_groups_from_file_names_with_a_live_preview(tmp_path):
+    at = open_app()
+    _course_form(at, write_course_csv(tmp_path))
+    at.selectbox(key="add_group_preset").select("text before the last -").run()
+    preview = table_with(at, "group")
+    assert list(preview.columns) == ["name", "group"] and len(preview) == 6
+    assert (preview["group"] == preview["name"].str.rsplit("-", n=1).str[0]).all()
+    assert any(c.value.endswith("groups over 24 items.") for c in at.caption)
+    at.selectbox(key="add_group_preset").select("a regular expression").run()
+    at.text_input(key="add_group_regex").input("^(SAS|VUHSK").run()
+    assert any("not a valid regular expression" in e.value for e in at.error)
+    at.text_input(key="add_group_regex").input(r"^([A-Z]+)_").run()
+    assert set(table_with(at, "group")["group"]) <= {"SAS", "SESCAM", "VUHSK"}
+    at.selectbox(key="add_group_preset").select("text before the last -").run()
+    at.button(key="add_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.toggle(key="split_grouped_public").value  # there are groups now: the split keeps them whole
+    assert any("No leakage" in s.value for s in at.success)
+
+
+def test_none_as_the_label_column_adds_the_csv_unlabelled(tmp_path):
+    at = open_app()
+    _course_form(at, write_course_csv(tmp_path))
+    assert at.selectbox(key="add_label_col").value == "ground truth"  # guessed
+    at.selectbox(key="add_label_col").select("(none)")
+    at.button(key="add_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert metrics(at)["Unlabelled"] == "24" and metrics(at)["Classes"] == "0"
+
+
+def test_names_with_slide_prefixes_suggest_grouping_in_one_click(tmp_path):
+    at = open_app()
+    _course_form(at, write_course_csv(tmp_path))
+    at.button(key="add_button").click().run()
+    assert not at.toggle(key="split_grouped_public").value
+    suggestion = next(i.value for i in at.info if "file names look grouped" in i.value)
+    assert "would make 10 groups" in suggestion
+    at.button(key="group_by_names").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert registry.list_datasets()["public"].group_pattern == r"^(.+)_"
+    assert at.toggle(key="split_grouped_public").value and not any("look grouped" in i.value for i in at.info)
+
+
+def test_duplicates_show_each_copys_split_and_blank_cells(tmp_path):
+    import shutil
+
+    images = sorted((ROOT / "assets" / "demo" / "glomeruli" / "images" / "GS").glob("*.jpg"))[:8]
+    for cls, files in (("GS", images[:4]), ("nonGS", images[4:])):
+        (tmp_path / cls).mkdir()
+        for path in files:
+            shutil.copy(path, tmp_path / cls / path.name)
+    shutil.copy(images[0], tmp_path / "nonGS" / "copy.jpg")
+    at = open_app()
+    at.text_input(key="add_path").input(str(tmp_path)).run()
+    at.text_input(key="add_name").input("copies")
+    at.button(key="add_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    manifest = scan(SourceSpec(str(tmp_path)))
+    drawn = dict(zip(manifest["id"], assign_splits(manifest, ratios=(80, 10, 10), seed=0, group_column=None)))
+    dups = table_with(at, "copies")
+    assert dict(zip(dups["id"], dups["split"])) == {i: drawn[i] for i in (f"GS/{images[0].name}", "nonGS/copy.jpg")}
+    assert (dups["group"] == "").all()  # no group: a blank cell, not "None"

@@ -13,7 +13,7 @@ CLASSES = ["GS", "nonGS"]
 @pytest.mark.parametrize("role, allowed", [
     ("viewer", {"browse"}),
     ("annotator", {"browse", "annotate"}),
-    ("admin", {"browse", "annotate", "adjudicate", "launch runs", "delete runs"}),
+    ("admin", {"browse", "annotate", "manage datasets", "adjudicate", "launch runs", "delete runs"}),
 ])
 def test_each_role_may_do_what_the_one_below_may_and_no_more(role, allowed):
     assert {action for action in roles.LEAST_ROLE if may(role, action)} == allowed
@@ -41,9 +41,16 @@ def test_admin_may_do_everything_it_names():
 
 
 def test_who_a_reader_is():
-    assert signed_in("vera@lab.org", {"vera@lab.org": "viewer"}) == Identity("vera@lab.org", "viewer")
-    assert signed_in("new@lab.org", {}).role == roles.SIGNED_IN_ROLE == "annotator"
+    table = {"vera@lab.org": "viewer", "Boss@Lab.org": "admin"}
+    assert signed_in("vera@lab.org", table) == Identity("vera@lab.org", "viewer")
+    assert signed_in("boss@lab.ORG", table) == Identity("boss@lab.ORG", "admin")  # providers spell case freely
     assert not may(ANONYMOUS, "annotate") and may(ANONYMOUS, "browse")
+
+
+@pytest.mark.parametrize("email, verified", [("new@lab.org", True), ("boss@lab.org", False), ("", True)])
+def test_an_address_the_table_does_not_name_or_the_provider_did_not_verify_only_looks(email, verified):
+    """Deny by default: an unknown address is a viewer, never an annotator."""
+    assert signed_in(email, {"boss@lab.org": "admin"}, verified=verified).role == roles.SIGNED_IN_ROLE == "viewer"
 
 
 def test_core_refuses_a_viewer_and_an_annotator_without_any_page(tmp_path):

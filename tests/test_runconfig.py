@@ -54,6 +54,11 @@ def test_every_unknown_key_is_named_at_once():
     ({"preprocess": {"normalize": "z-score"}}, "preprocess.normalize must be one of"),
     ({"preprocess": {"size": 5000}}, "preprocess.size must be a whole number from 8 to 4096"),
     ({"optimiser": 0.1}, "optimiser must be a group of fields"),
+    ({"subset": {"fraction": 0}}, "subset.fraction must be a number above 0 and at most 1, not 0."),
+    ({"subset": {"fraction": float("nan")}}, "subset.fraction must be a finite number above 0 and at most 1"),
+    ({"subset": {"per_class": 0}}, "subset.per_class must be a whole number, 1 or more, not 0."),
+    ({"subset": {"per_class": "50"}}, "subset.per_class must be a whole number, 1 or more, not '50'."),
+    ({"subset": {"share": 0.5}}, "Unknown field subset.share: use one of `fraction`, `per_class`, `seed`."),
 ])
 def test_wrong_values_are_refused_in_a_plain_sentence(fields, message):
     with pytest.raises(ConfigError) as error:
@@ -113,9 +118,11 @@ def test_committed_configs_still_load(path):
     assert loaded["model"] == written["model"] and loaded["optimiser"]["lr"] == written["optimiser"]["lr"]
 
 
-def test_the_demo_run_config_is_the_full_config():
+def test_the_demo_run_config_is_the_full_config_less_the_fields_added_since():
     written = json.loads(DEMO_RUN_CONFIG.read_text())
-    assert load_config(DEMO_RUN_CONFIG) == written
+    loaded = load_config(DEMO_RUN_CONFIG)
+    assert loaded.pop("subset") == {"fraction": None, "per_class": None, "seed": 0}  # the whole dataset
+    assert loaded == written
 
 
 def test_a_config_written_before_normalize_existed_still_loads(tmp_path):
@@ -131,6 +138,7 @@ def test_form_helpers_read_the_models():
     assert bounds("repeats") == (1, 100)
     assert bounds("epochs") == (1, None)
     assert bounds("augment.rotation") == (0, 180)
+    assert bounds("subset.per_class") == (1, None) and bounds("subset.fraction") == (0, 1)
     with pytest.raises(KeyError):
         bounds("optimiser.lrate")
 

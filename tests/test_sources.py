@@ -1,4 +1,5 @@
 """The three source kinds, and every problem kind, on real files."""
+import json
 import os
 import shutil
 import time
@@ -10,8 +11,9 @@ from PIL import Image
 
 from core import images
 from core.scanning import scan, usable
-from core.sources import SourceError, SourceSpec, list_items, source_signature
-from tests.conftest import SHARED_DATA, gradient, write_mode_zoo
+from core.sources import SourceError, SourceSpec, list_items, source_signature, suggest_image_root, with_class_names
+from core.splits import assign_splits
+from tests.conftest import SHARED_DATA, gradient, write_course_csv, write_mode_zoo
 
 BCCD = SHARED_DATA / "bccd_crops"
 PBC = SHARED_DATA / "blood_pbc"
@@ -59,17 +61,19 @@ def test_csv_source_with_groups_blank_labels_and_relative_paths():
 
 
 def test_npz_source_keeps_predefined_splits():
-    manifest = scan(SourceSpec(str(SHARED_DATA / "medmnist" / "breastmnist.npz"), label_names=("malignant", "benign")))
+    manifest = scan(SourceSpec(str(SHARED_DATA / "medmnist" / "breastmnist.npz"),
+                               class_names=(("0", "malignant"), ("1", "benign"))))
     assert manifest.groupby("split").size().to_dict() == {"test": 156, "train": 546, "val": 78}
     assert set(manifest["label"]) == {"malignant", "benign"}
     assert (manifest["width"] == 28).all() and (manifest["mode"] == "L").all()
 
 
-@pytest.mark.parametrize("names, message", [(("malignant",), "give 2 names"),
-                                            (("a", "a"), "all different"), (("a", ""), "non-empty")])
-def test_npz_class_names_must_cover_every_label(names, message):
+@pytest.mark.parametrize("names, message", [("malignant", "give 2 names"), ("0=malignant", "leave out label 1"),
+                                            ("a, a", "a is given twice"), ("0=a, 0=b", "0 is given twice"),
+                                            ("a, ", "must not be empty"), ("0=a, b", "not a mix")])
+def test_npz_class_names_must_cover_every_label_once(names, message):
     with pytest.raises(SourceError, match=message):
-        list_items(SourceSpec(str(SHARED_DATA / "medmnist" / "breastmnist.npz"), label_names=names))
+        list_items(with_class_names(SourceSpec(str(SHARED_DATA / "medmnist" / "breastmnist.npz")), names))
 
 
 def _broken_folder(tmp_path):
@@ -223,3 +227,158 @@ def test_npz_without_image_arrays_is_refused(tmp_path):
     np.savez(tmp_path / "odd.npz", x=np.zeros(3))
     with pytest.raises(SourceError, match="no train_images"):
         list_items(SourceSpec(str(tmp_path / "odd.npz")))
+
+
+def test_a_csv_takes_an_image_folder_and_offers_the_one_its_files_are_in(tmp_path):
+    csv = write_course_csv(tmp_path)
+    beside = SourceSpec(str(csv))
+    assert list_items(beside)["problem"].str.startswith("file not found").all()  # 24 missing, no hint
+    hint = suggest_image_root(beside)
+    assert (hint.folder, hint.checked, hint.found_now, hint.found_there) == ("images", 24, 0, 24)
+    for root in ("images", str(tmp_path / "images")):  # relative to the CSV's folder, or absolute
+        listing = list_items(SourceSpec(str(csv), image_root=root))
+        assert listing["problem"].isna().all() and listing["path"].str.endswith(".png").all()
+        assert suggest_image_root(SourceSpec(str(csv), image_root=root)) is None
+    assert listing["label"].value_counts().to_dict() == {"0": 12, "1": 12}
+
+
+def test_no_image_folder_is_offered_when_the_files_are_found_or_nowhere(tmp_path):
+    csv = write_course_csv(tmp_path)
+    (tmp_path / "images").rename(tmp_path / "elsewhere")
+    (tmp_path / "empty").mkdir()
+    assert suggest_image_root(SourceSpec(str(csv))).folder == "elsewhere"
+    shutil.rmtree(tmp_path / "elsewhere")
+    assert suggest_image_root(SourceSpec(str(csv))) is None
+
+
+def test_a_csv_source_signature_follows_its_image_folder(tmp_path):
+    csv = write_course_csv(tmp_path, per_class=2)
+    spec = SourceSpec(str(csv), image_root="images")
+    _age(tmp_path)
+    before = source_signature(spec)
+    Image.fromarray(gradient(20, 20)).save(tmp_path / "images" / "new.png")
+    assert source_signature(spec) != before
+
+
+@pytest.mark.parametrize("text", ["nonGS, GS", "0=nonGS, 1=GS", " 1 = GS ,0=nonGS"])
+def test_numeric_csv_labels_take_class_names_in_either_form(tmp_path, text):
+    spec = with_class_names(SourceSpec(str(write_course_csv(tmp_path, per_class=3)), image_root="images"), text)
+    assert dict(spec.class_names) == {"0": "nonGS", "1": "GS"}
+    assert list_items(spec)["label"].value_counts().to_dict() == {"nonGS": 3, "GS": 3}
+    assert SourceSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec  # stored as JSON, read back whole
+    assert spec.to_dict()["class_names"] == {"0": "nonGS", "1": "GS"}
+
+
+def test_labels_sort_by_value_for_names_in_label_order(tmp_path):
+    Image.fromarray(gradient(20, 20)).save(tmp_path / "a.png")
+    (tmp_path / "list.csv").write_text("path,label\na.png,10\na.png,2\na.png,\n")
+    spec = with_class_names(SourceSpec(str(tmp_path / "list.csv")), "two, ten")
+    assert spec.class_names == (("2", "two"), ("10", "ten"))
+    assert list_items(spec)["label"].tolist() == ["ten", "two", None]  # a blank label stays unlabelled
+
+
+@pytest.mark.parametrize("names, message", [
+    ((("0", "nonGS"),), "leave out label 1, which the data has"),
+    ((("0", "GS"), ("1", "GS")), "GS is given twice"),
+])
+def test_a_stored_mapping_that_misses_a_label_or_repeats_a_name_is_refused(tmp_path, names, message):
+    spec = SourceSpec(str(write_course_csv(tmp_path, per_class=2)), image_root="images", class_names=names)
+    with pytest.raises(SourceError, match=message):
+        list_items(spec)
+
+
+def test_none_as_the_label_column_means_unlabelled(tmp_path):
+    csv = write_course_csv(tmp_path, per_class=2)
+    assert list_items(SourceSpec(str(csv), image_root="images"))["label"].notna().all()  # guessed: ground truth
+    unlabelled = list_items(SourceSpec(str(csv), image_root="images", label_column=""))
+    assert unlabelled["label"].isna().all() and unlabelled["problem"].isna().all()
+
+
+@pytest.mark.parametrize("pattern, groups", [
+    (r"^([^_]+)_", {"SAS", "SESCAM", "VUHSK"}),  # text before the first _: the centre
+    (r"^(.+)-", {"SAS_21883_001", "SESCAM_102", "VUHSK_1432"}),  # text before the last -: the slide
+])
+def test_groups_from_the_file_names_of_a_folder(tmp_path, pattern, groups):
+    for cls, name in (("GS", "SAS_21883_001-3.png"), ("GS", "SESCAM_102-1.png"), ("nonGS", "VUHSK_1432-25.png"),
+                      ("nonGS", "unmatched.png")):
+        (tmp_path / cls).mkdir(exist_ok=True)
+        Image.fromarray(gradient(20, 20)).save(tmp_path / cls / name)
+    listing = list_items(SourceSpec(str(tmp_path), group_pattern=pattern)).set_index("id")
+    assert set(listing["group"].dropna()) == groups
+    assert listing.loc["nonGS/unmatched.png", "group"] is None  # no match: a group of its own in splits
+
+
+def test_groups_from_the_names_in_a_csv_keep_splits_whole(tmp_path):
+    spec = SourceSpec(str(write_course_csv(tmp_path)), image_root="images", group_pattern=r"^(.+)-")
+    manifest = scan(spec)
+    slides = manifest["id"].str.rsplit("-", n=1).str[0]
+    assert (manifest["group"] == slides).all()
+    split = assign_splits(manifest, seed=0)
+    assert (manifest.assign(split=split).groupby("group")["split"].nunique() == 1).all()
+
+
+@pytest.mark.parametrize("spec, message", [
+    (SourceSpec(str(SHARED_DATA / "medmnist" / "breastmnist.npz"), group_pattern=r"^(.+)_"),
+     "npz file has no file names"),
+    (SourceSpec(str(SHARED_DATA / "bccd_crops" / "labels.csv"), group_column="source_image", group_pattern=r"^(.+)_"),
+     "not both"),
+    (SourceSpec(str(PBC), group_pattern=r"^(.+"), "not a valid regular expression"),
+    (SourceSpec(str(PBC), group_pattern=r"^([a-z]+)_(\d+)"), "has 2 capture groups; it needs exactly one"),
+])
+def test_group_patterns_that_cannot_work_are_refused_plainly(spec, message):
+    with pytest.raises(SourceError, match=message):
+        list_items(spec)
+
+
+def test_registry_entries_written_before_the_new_fields_still_load():
+    old = {"path": "/data/pneumoniamnist.npz", "kind": "npz", "path_column": None, "label_column": None,
+           "group_column": None, "split_column": None, "mask_column": None, "classes": None,
+           "label_names": ["normal", "pneumonia"]}
+    spec = SourceSpec.from_dict(old)
+    assert spec.class_names == (("0", "normal"), ("1", "pneumonia"))
+    assert (spec.image_root, spec.group_pattern) == (None, None)
+    named = scan(SourceSpec.from_dict({**old, "path": str(SHARED_DATA / "medmnist" / "pneumoniamnist.npz")}))
+    assert set(named["label"]) == {"normal", "pneumonia"}
+
+
+def test_an_excel_csv_with_a_byte_order_mark_and_an_animated_gif(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM; an animation is a problem row, not silently dropped."""
+    from PIL import Image
+
+    from core.scanning import scan
+
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "still.png")
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    (tmp_path / "labels.csv").write_bytes("path,label\nstill.png,a\nmoving.gif,b\n".encode("utf-8-sig"))
+    manifest = scan(SourceSpec(str(tmp_path / "labels.csv"))).set_index("id")
+    assert manifest.loc["still.png", "problem"] is None or pd.isna(manifest.loc["still.png", "problem"])
+    assert "2 frames" in manifest.loc["moving.gif", "problem"]
+
+
+def test_data_roots_confine_sources_links_and_exports(tmp_path, monkeypatch):
+    """A dataset outside the roots is refused; a class folder linking out of them lists as problems;
+    /proc is never data; an export may not write outside the roots."""
+    from PIL import Image
+
+    from core.export import ExportError, export_preprocessed
+    from core.scanning import scan
+
+    inside, outside = tmp_path / "lab", tmp_path / "elsewhere"
+    for folder in (inside / "data" / "a", outside / "b"):
+        folder.mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(folder / "x.png")
+    (inside / "data" / "b").symlink_to(outside / "b", target_is_directory=True)
+    monkeypatch.setenv("LUMEN_DATA_ROOTS", str(inside))
+    with pytest.raises(SourceError, match="outside the data roots"):
+        list_items(SourceSpec(str(outside)))
+    with pytest.raises(SourceError, match="never data"):
+        list_items(SourceSpec("/proc/self"))
+    listed = list_items(SourceSpec(str(inside / "data"))).set_index("id")
+    assert pd.isna(listed.loc["a/x.png", "problem"])
+    assert "outside the data roots" in listed.loc["b/x.png", "problem"]
+    manifest = scan(SourceSpec(str(inside / "data")))
+    with pytest.raises(ExportError, match="outside the data roots"):
+        export_preprocessed(manifest, outside / "export", 16)
+    monkeypatch.delenv("LUMEN_DATA_ROOTS")
+    assert pd.isna(list_items(SourceSpec(str(inside / "data"))).set_index("id").loc["b/x.png", "problem"])

@@ -7,7 +7,7 @@ import pytest
 
 from core.scanning import scan
 from core.sources import SourceSpec
-from core.splits import assign_splits, duplicate_groups, imbalance_ratio, leakage_report, split_table
+from core.splits import assign_splits, draw_subset, duplicate_groups, imbalance_ratio, leakage_report, split_table
 from tests.conftest import SHARED_DATA
 
 GLOMERULI = SourceSpec(str(SHARED_DATA / "glomeruli" / "labels.csv"), label_column="class",
@@ -81,3 +81,39 @@ def test_split_table_and_imbalance(glomeruli):
     counts = glomeruli["label"].value_counts()
     assert imbalance_ratio(glomeruli["label"]) == pytest.approx(counts.max() / counts.min())
     assert np.isnan(imbalance_ratio(pd.Series(["a", "a"])))
+
+
+def test_duplicates_show_the_split_each_copy_was_drawn_into(tmp_path):
+    src = sorted((SHARED_DATA / "blood_pbc" / "platelet").glob("*.jpg"))[:2]
+    (tmp_path / "platelet").mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        shutil.copy(src[0], tmp_path / "platelet" / name)
+    shutil.copy(src[1], tmp_path / "platelet" / "c.jpg")
+    manifest = scan(SourceSpec(str(tmp_path)))
+    drawn = pd.Series(["train", "test", "val"], index=manifest.index)
+    dups = duplicate_groups(manifest, drawn)
+    assert dict(zip(dups["id"], dups["split"])) == {"platelet/a.jpg": "train", "platelet/b.jpg": "test"}
+    assert duplicate_groups(manifest)["split"].isna().all()  # the folder's own split: none
+
+
+@pytest.mark.parametrize("options, kept", [({"per_class": 20}, {"GS": 20, "nonGS": 20}),
+                                           ({"fraction": 0.1}, {"GS": 21, "nonGS": 74}),
+                                           ({"fraction": 0.1, "per_class": 30}, {"GS": 21, "nonGS": 30}),
+                                           ({"per_class": 10_000}, {"GS": 209, "nonGS": 737}),
+                                           ({}, {"GS": 209, "nonGS": 737})])
+def test_a_subset_is_stratified_to_its_fraction_or_cap(glomeruli, options, kept):
+    keep = draw_subset(glomeruli, **options)
+    assert keep.index.equals(glomeruli.index)
+    assert glomeruli.loc[keep, "label"].value_counts().to_dict() == kept
+
+
+def test_a_subset_is_seeded_and_spans_the_slides(glomeruli):
+    first = draw_subset(glomeruli, per_class=31, seed=3)
+    assert first.equals(draw_subset(glomeruli, per_class=31, seed=3))
+    assert not first.equals(draw_subset(glomeruli, per_class=31, seed=4))
+    nongs = glomeruli["label"] == "nonGS"
+    slides = glomeruli.loc[nongs, "group"].nunique()
+    # round-robin over slides: every nonGS slide gives one crop before any gives a second
+    assert glomeruli.loc[first & nongs, "group"].nunique() == min(31, slides)
+    ungrouped = glomeruli.assign(group=None)
+    assert ungrouped.loc[draw_subset(ungrouped, per_class=31, seed=3), "group"].isna().all()

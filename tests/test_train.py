@@ -248,3 +248,19 @@ def test_time_left_after_a_resume_counts_only_the_epochs_trained_since():
     assert runs.eta_seconds(current, now=1060.0) == pytest.approx(60 * 0.45 / 0.05)
     fresh = {"state": "running", "started": 1000.0, "progress": 0.25}
     assert runs.eta_seconds(fresh, now=1060.0) == pytest.approx(180.0)
+
+
+def test_a_subset_is_drawn_before_the_split_and_a_run_keeps_it(tmp_path):
+    config = tiny_config(subset={"per_class": 40, "seed": 1}, epochs=1)
+    data = load_data(config)
+    assert data.items["label"].value_counts().to_dict() == {"GS": 40, "nonGS": 40}
+    assert len(data.pixels) == 80 and (data.items.groupby("group")["split"].nunique() == 1).all()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    status = train.run(config, run_dir)
+    assert sum(status["counts"].values()) == 80  # the status counts what was kept
+    first = rundir.read_splits(run_dir)
+    assert len(first) == 80
+    other_subset = {**config, "subset": {"fraction": 0.1, "per_class": None, "seed": 9}}
+    kept = load_data(other_subset, splits=first).items.set_index("id")["split"]
+    assert kept.sort_index().equals(first.sort_index())  # a run's own splits are not subset again

@@ -101,3 +101,26 @@ def test_a_weights_file_of_ones_own(tmp_path):
     run_dir = only_run()
     assert runs.wait(run_dir, timeout=240)["state"] == "finished", rundir.log_tail(run_dir)
     assert f"starts from weights in {weights}" in rundir.log_tail(run_dir, 200)
+
+
+def test_a_subset_from_the_form_and_the_split_table_of_what_was_kept(monkeypatch):
+    from core import train
+
+    monkeypatch.setattr(runs, "launch", lambda run_dir: None)  # trained below, in this process
+    at = open_train_page()
+    assert at.number_input(key="train_subset_fraction").value is None  # the config's default: all of it
+    set_tiny(at, epochs=1)
+    at.number_input(key="train_subset_cap").set_value(20)
+    at.number_input(key="train_subset_seed").set_value(3)
+    at.button(key="train_launch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    run_dir = only_run()
+    config = rundir.read_config(run_dir)
+    assert config["subset"] == {"fraction": None, "per_class": 20, "seed": 3}
+    train.run(config, run_dir)
+    at.session_state["train_selected_run"] = run_dir.name
+    at.run()
+    label = "Split: 40 items, a subset: at most 20 per class (seed 3)"
+    assert any(e.label == label for e in at.expander)
+    table = next(frame.value for frame in at.dataframe if "class" in frame.value.columns)
+    assert table.set_index("class")["total"].to_dict() == {"GS": 20, "nonGS": 20, "total": 40}

@@ -102,6 +102,21 @@ def _data_section() -> tuple[dict, dict, dict]:
     return split, {"size": int(size), "pad_mode": pad_mode, "fit": fit, "normalize": normalize}, augment
 
 
+def _subset_section() -> dict:
+    """Train on part of the data: per class, a share, a cap, or both (blank: all of it)."""
+    cols = st.columns(6)
+    _, most = bounds("subset.fraction")
+    fraction = cols[0].number_input("Subset: share of each class", 0.01, float(most), _default("subset.fraction"),
+                                    0.05, key="train_subset_fraction", placeholder="all",  # the config's 0 is exclusive
+                                    help="Take part of every class, for a quick try or a learning curve.")
+    fewest, _ = bounds("subset.per_class")
+    per_class = cols[1].number_input("Subset: at most per class", fewest, None, _default("subset.per_class"), 1,
+                                     key="train_subset_cap", placeholder="no cap")
+    seed = _whole(cols[2], "Subset seed", "subset.seed", "train_subset_seed")
+    cols[3].caption("Drawn before the split, evenly across slides or patients when the dataset has groups.")
+    return {"fraction": fraction, "per_class": None if per_class is None else int(per_class), "seed": seed}
+
+
 def _optimisation_section() -> dict:
     optimiser = DEFAULT["optimiser"]
     cols = st.columns(6)
@@ -135,6 +150,7 @@ def run_config_form(dataset_name: str, spec: SourceSpec, blocked: str | None = N
             st.warning(blocked)
         model = _model_section()
         split, preprocess, augment = _data_section()
+        subset = _subset_section()
         rest = _optimisation_section()
         launched = st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train_launch",
                              disabled=blocked is not None)
@@ -144,4 +160,4 @@ def run_config_form(dataset_name: str, spec: SourceSpec, blocked: str | None = N
         st.error("The weights file does not exist: the run was not launched.")
         return None
     return {"name": "", "dataset": {"name": dataset_name, "source": spec.to_dict()}, "split": split,
-            "preprocess": preprocess, "augment": augment, "model": model, **rest}
+            "subset": subset, "preprocess": preprocess, "augment": augment, "model": model, **rest}

@@ -13,7 +13,7 @@ from core.datacache import channels_for_rows, prepared_array
 from core.preprocess import Preprocessor
 from core.runconfig import ConfigError, dataset_spec
 from core.scanning import scan, usable
-from core.splits import assign_splits
+from core.splits import assign_splits, draw_subset
 
 
 @dataclass
@@ -44,19 +44,20 @@ class Data:
 
 def load_data(config: dict[str, Any], progress: Callable[[int, int], None] | None = None,
               splits: pd.Series | None = None) -> Data:
-    """Scan the source, split it, and decode + preprocess every usable image once (cached).
+    """Scan the source, take the config's subset, split it, and decode + preprocess every usable image
+    once (cached).
 
     `splits` (item id -> split, see rundir.read_splits) keeps every item where its run first put
-    it; items added to the dataset since are left out of that run."""
+    it; items added to the dataset since, and items its subset left out, stay out of that run."""
     manifest = scan(dataset_spec(config))
     listed = manifest.loc[usable(manifest)].reset_index(drop=True)  # original splits locate npz rows
-    rows = listed.copy()
     split_cfg = config["split"]
     if splits is None:
-        rows["split"] = assign_splits(rows, ratios=split_cfg["ratios"], seed=split_cfg["seed"],
-                                      group_column="group" if split_cfg.get("grouped", True) else None).to_numpy()
+        listed = listed.loc[draw_subset(listed, **config["subset"])].reset_index(drop=True)
+        rows = listed.assign(split=assign_splits(listed, ratios=split_cfg["ratios"], seed=split_cfg["seed"],
+                                                 group_column="group" if split_cfg.get("grouped", True) else None))
     else:
-        rows["split"] = rows["id"].map(splits)
+        rows = listed.assign(split=listed["id"].map(splits))
         known = rows["split"].notna().to_numpy()
         rows, listed = rows[known].reset_index(drop=True), listed[known].reset_index(drop=True)
     _check_splits(rows, predefined=bool(listed["split"].notna().any()) and splits is None)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -58,14 +59,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(port: int, lumen_home: Path, script: str = "app.py") -> tuple[subprocess.Popen, str]:
-    """Run `streamlit run app.py` (or another script of the repository) in its own process group
-    and wait until it answers."""
+def start_app(port: int, lumen_home: Path, args: Sequence[str] = (),
+              script: str = "app.py") -> tuple[subprocess.Popen, str]:
+    """Run `streamlit run app.py` (or another script of the repository, with more command-line
+    `args`, e.g. a secrets file) in its own process group and wait until it answers."""
     lumen_home = Path(lumen_home)
     lumen_home.mkdir(parents=True, exist_ok=True)
     log_path = lumen_home / "streamlit.log"
     cmd = [sys.executable, "-m", "streamlit", "run", script,
-           "--server.port", str(port), "--server.address", "127.0.0.1"]
+           "--server.port", str(port), "--server.address", "127.0.0.1", *args]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             cmd, cwd=REPO_ROOT, env={**os.environ, "LUMEN_HOME": str(lumen_home), "PYTHONPATH": str(REPO_ROOT)},
