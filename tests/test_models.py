@@ -96,7 +96,8 @@ def test_logits_have_one_column_per_class(built, name, classes, channels, freeze
 
 
 @pytest.mark.parametrize("name,size", [("logistic", 28), ("simple_cnn", 28), ("logistic", 224),
-                                       ("simple_cnn", 224), ("resnet18", 224), ("efficientnet_b0", 32)])
+                                       ("simple_cnn", 224), ("resnet18", 224),
+                                       pytest.param("efficientnet_b0", 32, marks=pytest.mark.slow)])
 def test_runs_across_the_supported_sizes(name, size):
     model, _ = build_model(name, 3, 1, pretrained="none")
     with torch.no_grad():
@@ -295,6 +296,7 @@ def test_cam_target_is_a_feature_map_inside_the_model(built, name):
     assert len(shapes) == 1 and len(shapes[0]) == 4  # (N, C, H, W): something to draw a map from
 
 
+@pytest.mark.slow
 def test_cam_targets_are_the_usual_layers(built):
     resnet, vgg, dense, eff, cnn = (built(n, 2, 3)[0] for n in
                                     ("resnet18", "vgg16", "densenet121", "efficientnet_b0", "simple_cnn"))
