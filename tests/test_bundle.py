@@ -25,7 +25,7 @@ DEMO_IMAGES = sorted((DEMO_DIR / "glomeruli" / "images").rglob("*.jpg"))
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # TorchScript's deprecation notice
-@pytest.mark.parametrize("name", ["simple_cnn", "logistic", "resnet18"])
+@pytest.mark.parametrize("name", ["simple_cnn", "logistic", pytest.param("resnet18", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_traced_model_gives_the_models_logits_at_any_batch_size(name, channels):
     torch.manual_seed(0)
@@ -66,6 +66,7 @@ def run(tmp_path_factory):
     return train_tiny_run(tmp_path_factory.mktemp("bundle-home"))
 
 
+@pytest.mark.slow
 def test_bundle_predicts_as_core_predict_in_a_separate_process(run, tmp_path, capsys):
     run = Path(shutil.copytree(run, tmp_path / "run"))
     evaluation.save_operating_point(run, "GS", 0.35, "val", "youden", temperature=1.7)

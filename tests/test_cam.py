@@ -34,6 +34,7 @@ def _squares(n: int, gen: torch.Generator):
     return x, y, corners
 
 
+@pytest.mark.slow
 def test_gradcam_peaks_on_the_square_that_decides_the_class():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)

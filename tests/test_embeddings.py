@@ -30,7 +30,8 @@ def test_features_have_one_row_per_item_and_are_cached(run_dir, monkeypatch):
     assert np.array_equal(again.attrs["features"], feats)
 
 
-@pytest.mark.parametrize("method", ["pca", pytest.param("tsne", marks=pytest.mark.slow), "umap"])
+# t-SNE, and UMAP with its numba compile (~20 s the first time in a process), are slow tests
+@pytest.mark.parametrize("method", ["pca", *(pytest.param(m, marks=pytest.mark.slow) for m in ("tsne", "umap"))])
 def test_layouts_are_2d_and_stored_with_the_run(run_dir, method, monkeypatch):
     frame = embeddings.layout(run_dir, method, ("train", "test"))
     assert list(frame.columns[-2:]) == ["x", "y"] and np.isfinite(frame[["x", "y"]]).all().all()
@@ -56,6 +57,7 @@ def test_nearest_neighbours_find_an_exact_copy_first(run_dir):
     assert (np.diff(near["distance"]) >= 0).all()
 
 
+@pytest.mark.slow
 def test_umap_warm_up_finishes_in_the_background():
     assert embeddings.warm_up_umap().wait(timeout=180)
 

@@ -32,7 +32,6 @@ ALL = list(MODELS)
 HEAVY = {"vgg16", "vgg19", "densenet121", "efficientnet_b0"}
 ALL_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name for name in ALL]
 TORCHVISION = [name for name, spec in MODELS.items() if spec.pretrainable]
-WITH_CAM = [name for name in ALL if name != "logistic"]
 # VGG and DenseNet are tested at 64 px, the rest at 32 (both sizes are in the supported range).
 SIZE = {"vgg16": 64, "vgg19": 64, "densenet121": 64}
 INFO_KEYS = {"pretrained", "weights_source", "message", "trainable_params", "total_params"}
@@ -97,7 +96,8 @@ def test_logits_have_one_column_per_class(built, name, classes, channels, freeze
 
 
 @pytest.mark.parametrize("name,size", [("logistic", 28), ("simple_cnn", 28), ("logistic", 224),
-                                       ("simple_cnn", 224), ("resnet18", 224), ("efficientnet_b0", 32)])
+                                       ("simple_cnn", 224), ("resnet18", 224),
+                                       pytest.param("efficientnet_b0", 32, marks=pytest.mark.slow)])
 def test_runs_across_the_supported_sizes(name, size):
     model, _ = build_model(name, 3, 1, pretrained="none")
     with torch.no_grad():
@@ -283,7 +283,7 @@ def test_features_are_what_the_head_sees(built, name):
         assert torch.allclose(head(feats), model.eval()(x), atol=1e-4)
 
 
-@pytest.mark.parametrize("name", WITH_CAM)
+@pytest.mark.parametrize("name", [p for p in ALL_PARAMS if p != "logistic"])
 def test_cam_target_is_a_feature_map_inside_the_model(built, name):
     model, _ = built(name, 2, 3, False)
     layer = cam_target_layer(model, name)
@@ -296,6 +296,7 @@ def test_cam_target_is_a_feature_map_inside_the_model(built, name):
     assert len(shapes) == 1 and len(shapes[0]) == 4  # (N, C, H, W): something to draw a map from
 
 
+@pytest.mark.slow
 def test_cam_targets_are_the_usual_layers(built):
     resnet, vgg, dense, eff, cnn = (built(n, 2, 3)[0] for n in
                                     ("resnet18", "vgg16", "densenet121", "efficientnet_b0", "simple_cnn"))

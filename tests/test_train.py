@@ -29,6 +29,7 @@ def tiny_config(**overrides) -> dict:
     return make_config(base)
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_artifact(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
