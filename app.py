@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.embeddings import warm_up_umap
 from ui.identity import must_sign_in, reader_sidebar, serving_refusal, sign_in_screen
 from ui.state import dataset_picker
 
 st.set_page_config(page_title="Lumen", page_icon="assets/logo.png", layout="wide")
+warm_up_umap()  # from the first visit to any page: by the time someone opens Embeddings, UMAP is compiled
 refused = serving_refusal()
 locked = refused is not None or must_sign_in()
 

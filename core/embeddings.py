@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 METHODS = ("pca", "umap", "tsne")
 DEFAULT_PARAMS: dict[str, dict[str, float]] = {
     "pca": {}, "umap": {"n_neighbors": 15, "min_dist": 0.1}, "tsne": {"perplexity": 30.0}}
+UMAP_EXACT_BELOW = 4096  # umap-learn's switch from exact neighbours to NN-descent (umap_.py)
 _warm = threading.Event()
 _warm_started = threading.Event()
 
@@ -129,28 +130,49 @@ def layout(run_dir: Path, method: str, splits: tuple[str, ...], params: dict[str
     else:
         xy = reduce(frame.attrs["features"][chosen], method, params, seed).astype(np.float32)  # as stored
         workspace.atomic_write(path, lambda handle: np.save(handle, xy))
-    return rows.assign(x=xy[:, 0], y=xy[:, 1])
+    laid_out = rows.assign(x=xy[:, 0], y=xy[:, 1])
+    laid_out.attrs = {}  # the features stay with the feature table: a layout is cached and copied per page run
+    return laid_out
 
 
-def nearest_neighbours(frame: pd.DataFrame, item_id: str, k: int = 8) -> pd.DataFrame:
-    """The k items closest to one item in feature space (cosine), with their distance."""
-    feats = frame.attrs["features"]
-    unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
-    index = int(np.flatnonzero(frame["item_id"].to_numpy() == item_id)[0])
-    distance = 1 - unit @ unit[index]
-    order = [i for i in np.argsort(distance, kind="stable") if i != index][:k]
-    return frame.iloc[order].assign(distance=distance[order]).reset_index(drop=True)
+class NeighbourIndex:
+    """Nearest neighbours (cosine) of a feature table's items, prepared once per table: unit-length
+    features and an id lookup, so a click costs one matrix-vector product and a partial sort, not
+    a normalisation of every vector and a full sort."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        feats = np.asarray(frame.attrs["features"], dtype=np.float32)
+        self._unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+        self._frame = frame.reset_index(drop=True)
+        self._frame.attrs = {}  # pandas copies attrs (here the whole feature matrix) into every slice
+        ids = self._frame["item_id"]
+        self._row = pd.Series(np.arange(len(ids)), index=ids.to_numpy())[~ids.duplicated().to_numpy()]
+
+    def nearest(self, item_id: str, k: int = 8) -> pd.DataFrame:
+        """The k items closest to one item, nearest first, with their cosine distance."""
+        index = int(self._row[item_id])
+        distance = 1 - self._unit @ self._unit[index]
+        distance[index] = np.inf  # never its own neighbour
+        k = min(k, len(distance) - 1)
+        if k <= 0:
+            return self._frame.iloc[:0].assign(distance=np.array([], dtype=np.float32))
+        closest = np.argpartition(distance, k - 1)[:k]
+        order = closest[np.lexsort((closest, distance[closest]))]  # by distance, ties by position
+        return self._frame.iloc[order].assign(distance=distance[order]).reset_index(drop=True)
 
 
 def warm_up_umap() -> threading.Event:
-    """Compile UMAP's numba code in a background thread, once per process, so the first real
-    UMAP a user asks for does not pay the ~30 s compile."""
+    """Compile UMAP's numba code in a background thread, once per process (the app starts it with
+    the server), so the first real UMAP a user asks for does not pay the compile. Both of
+    umap-learn's code paths are compiled: exact neighbours below UMAP_EXACT_BELOW points, and
+    NN-descent from there up, which every dataset of real size takes."""
     if not _warm_started.is_set():
         _warm_started.set()
 
         def work() -> None:
-            reduce(np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32), "umap",
-                   {"n_neighbors": 5})
+            rng = np.random.default_rng(0)
+            for n in (64, UMAP_EXACT_BELOW + 64):
+                reduce(rng.normal(size=(n, 8)).astype(np.float32), "umap", {"n_neighbors": 5})
             _warm.set()
 
         threading.Thread(target=work, name="umap warm-up", daemon=True).start()

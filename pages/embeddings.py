@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from core import annotations, embeddings, roles, rundir
@@ -15,7 +16,7 @@ from ui.gallery import image_grid
 from ui.identity import current_reader
 from ui.item_panel import item_panel
 from ui.router import ensure_router
-from ui.run_features import checkpoint_stamp, run_features
+from ui.run_features import checkpoint_stamp, run_features, run_neighbours
 from ui.runs_picker import pick_run, predictions
 from ui.state import current_dataset, manifest_or_stop, run_manifest_or_stop
 from ui.text import md
@@ -25,6 +26,7 @@ ensure_router()
 METHOD_NAMES = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}
 COLOUR_BY = {"label": "true label", "predicted": "prediction", "outcome": "correct or wrong",
              "confidence": "confidence", "split": "split", "group": "group", "review": "review status"}
+PER_POINT_TEXT_UP_TO = 20_000  # above this, per-point text (hover, an id list) would multiply what the browser gets
 NEAR_DUPLICATE = 0.002  # cosine distance under which two crops are treated as the same image
 
 
@@ -33,9 +35,13 @@ def _layout(run: str, stamp: int, method: str, splits: tuple, params: tuple, see
     return embeddings.layout(Path(run), method, splits, dict(params), seed)
 
 
-def _decorate(frame: pd.DataFrame, preds: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
-    """Prediction, confidence and outcome per point, from the run's predictions."""
-    probs = preds.set_index(["item_id", "split"]).loc[list(zip(frame["item_id"], frame["split"]))]
+@st.cache_data(max_entries=32, show_spinner=False)
+def _decorated(run: str, stamp: int, method: str, splits: tuple, params: tuple, seed: int) -> pd.DataFrame:
+    """The layout with each point's prediction, confidence and outcome, from the run's predictions."""
+    frame = _layout(run, stamp, method, splits, params, seed)
+    preds = predictions(Path(run))
+    classes = rundir.classes_of(preds)
+    probs = frame[["item_id", "split"]].merge(preds, on=["item_id", "split"], how="left")
     matrix = probs[rundir.prob_columns(classes)].to_numpy()
     predicted = np.array(classes)[matrix.argmax(axis=1)]
     return frame.assign(predicted=predicted, confidence=matrix.max(axis=1),
@@ -60,31 +66,47 @@ def _tag_for_review(dataset_key: str, ids: list[str], classes: list[str]) -> Non
         st.toast(f"Tagged {len(ids):,} items: filter on them in Review ('to review').")
 
 
-def _scatter(frame: pd.DataFrame, colour: str, title: str, key: str):
-    fig = px.scatter(frame, x="x", y="y", color=colour, custom_data=["item_id", "split"], render_mode="webgl",
-                     hover_data={"item_id": True, "label": True, "predicted": True, "confidence": ":.3f",
-                                 "x": False, "y": False}, title=title,
-                     color_continuous_scale="Viridis" if colour == "confidence" else None,
-                     color_discrete_sequence=px.colors.qualitative.Set1)
-    fig.update_traces(marker=dict(size=7, opacity=0.8))
-    fig.update_layout(height=520, margin=dict(t=40, b=10), xaxis_title=None, yaxis_title=None,
-                      dragmode="zoom", legend_title=COLOUR_BY[colour])
+def _scatter(frame: pd.DataFrame, colour: str, title: str | None, key: str, legend: str | None = None):
+    """A WebGL map whose points carry only their row number (binary-encoded) for selection, so
+    100k points reach the browser as a few MB; per-point hover text is added for smaller maps."""
+    rows = np.arange(len(frame), dtype=np.float32)
+    confidence = frame["confidence"].to_numpy(np.float32) if "confidence" in frame else np.full(len(frame), np.nan)
+    hover_text = (frame["item_id"].astype(str) + " · " + frame["label"].astype(str)
+                  + (" → " + frame["predicted"].astype(str) if "predicted" in frame else "")).to_numpy()
+    template = "%{fullData.name}" + ("<br>confidence %{customdata[1]:.3f}" if "confidence" in frame else "")
+    template += ("<br>%{hovertext}" if len(frame) <= PER_POINT_TEXT_UP_TO else "") + "<extra></extra>"
+    fig = go.Figure()
+    groups = ({"confidence": np.arange(len(frame))} if colour == "confidence"
+              else frame.groupby(frame[colour].astype(str), sort=True).indices)
+    palette = px.colors.qualitative.Set1
+    for i, (name, positions) in enumerate(groups.items()):
+        marker = (dict(color=confidence, colorscale="Viridis", colorbar=dict(title="confidence"))
+                  if colour == "confidence" else dict(color=palette[i % len(palette)]))
+        fig.add_trace(go.Scattergl(
+            x=frame["x"].to_numpy(np.float32)[positions], y=frame["y"].to_numpy(np.float32)[positions],
+            mode="markers", name=str(name), marker=dict(size=7, opacity=0.8, **marker),
+            customdata=np.column_stack([rows[positions], confidence[positions]]),
+            hovertext=hover_text[positions] if len(frame) <= PER_POINT_TEXT_UP_TO else None, hovertemplate=template))
+    fig.update_layout(height=520, margin=dict(t=40 if title else 10, b=10), title=title, xaxis_title=None,
+                      yaxis_title=None, dragmode="zoom", legend_title=legend or COLOUR_BY.get(colour, colour))
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     return st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
                            key=key)
 
 
-def _selected(events) -> list[tuple[str, str]]:
+def _selected(events, frames: list[pd.DataFrame]) -> list[tuple[str, str]]:
+    """(item_id, split) of the points selected on each map, from the row number each point carries."""
     chosen = []
-    for event in events:
+    for event, frame in zip(events, frames):
         if event and event.selection:
-            chosen += [(p["customdata"][0], p["customdata"][1]) for p in event.selection.get("points", [])]
+            rows = [int(p["customdata"][0]) for p in event.selection.get("points", [])]
+            chosen += list(zip(frame["item_id"].to_numpy()[rows], frame["split"].to_numpy()[rows]))
     return list(dict.fromkeys(chosen))
 
 
 def _neighbours(run_dir, item_id: str, split: str, manifest: pd.DataFrame) -> None:
-    near = embeddings.nearest_neighbours(run_features(run_dir), item_id, k=8)
+    near = run_neighbours(run_dir).nearest(item_id, k=8)
     leaks = near[(near["distance"] < NEAR_DUPLICATE) & (near["split"] != split)]
     if not leaks.empty:
         st.error(f"{len(leaks)} near-duplicate(s) of this image sit in another split "
@@ -100,6 +122,11 @@ def _backbone_layout(spec_json: tuple, model: str, size: int, method: str, param
     frame = embeddings.backbone_features(SourceSpec.from_dict(dict(spec_json)), model, size)
     xy = embeddings.reduce(frame.attrs["features"], method, dict(params), seed)
     return frame.assign(x=xy[:, 0], y=xy[:, 1])
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _backbone_neighbours(spec_json: tuple, model: str, size: int, method: str) -> embeddings.NeighbourIndex:
+    return embeddings.NeighbourIndex(_backbone_layout(spec_json, model, size, method, (), 0))
 
 
 def _backbone_view() -> None:
@@ -119,20 +146,13 @@ def _backbone_view() -> None:
     frame = _backbone_layout(spec_key, model, size, method, (), 0)
     st.caption(f"{md(name)}: {len(frame):,} images through an untrained {model} (ImageNet weights when a local "
                "copy exists): a first look at the data's structure before any training.")
-    fig = px.scatter(frame, x="x", y="y", color=colour, custom_data=["item_id", "split"], render_mode="webgl",
-                     hover_data={"item_id": True, "label": True, "x": False, "y": False},
-                     color_discrete_sequence=px.colors.qualitative.Set1)
-    fig.update_layout(height=520, margin=dict(t=10, b=10), xaxis_title=None, yaxis_title=None)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                            key="emb_bb_plot")
-    chosen = _selected([event])
+    event = _scatter(frame, colour, None, key="emb_bb_plot", legend=colour)
+    chosen = _selected([event], [frame])
     if chosen:
         ids = [i for i, _ in chosen][:48]
         image_grid(manifest.set_index("id").loc[ids].reset_index(), columns=8)
         if len(chosen) == 1:
-            near = embeddings.nearest_neighbours(frame, ids[0], k=8)
+            near = _backbone_neighbours(spec_key, model, size, method).nearest(ids[0], k=8)
             st.markdown("**Nearest neighbours in this feature space**")
             image_grid(manifest.set_index("id").loc[near["item_id"]].reset_index().assign(
                 caption=[f"{lab} · d={d:.3f}" for lab, d in zip(near["label"], near["distance"])]), 8, "caption")
@@ -174,21 +194,27 @@ if method == "umap" and not warm.is_set():
                    "for this run show at once.")
 manifest = run_manifest_or_stop(run_dir, preds)
 run_features(run_dir)  # the first time for this checkpoint: a pass over every image, with progress
-events = []
+events, frames = [], []
 columns = st.columns(len(panels))
 for col, splits in zip(columns, panels):
     with col:
         with st.spinner(f"{METHOD_NAMES[method]} of {', '.join(splits)} (computed once, then stored with the run)…"):
-            frame = _layout(str(run_dir), stamp, method, splits, tuple(sorted(params.items())), seed)
-        frame = _decorate(frame, preds, classes)
+            frame = _decorated(str(run_dir), stamp, method, splits, tuple(sorted(params.items())), seed)
         if colour == "review":
             frame = frame.assign(review=_review_status(frame, dataset_key))
+        frames.append(frame)
         events.append(_scatter(frame, colour, f"{METHOD_NAMES[method]}: {', '.join(splits)} ({len(frame):,} items)",
                                key=f"emb_plot_{'_'.join(splits)}"))
 
 notice.empty()
-chosen = _selected(events)
-typed = st.selectbox("Or open an item by id", ["", *sorted(preds["item_id"])], key="emb_open")
+chosen = _selected(events, frames)
+if len(preds) <= PER_POINT_TEXT_UP_TO:
+    typed = st.selectbox("Or open an item by id", ["", *sorted(preds["item_id"])], key="emb_open")
+else:
+    typed = st.text_input("Or open an item by id", key="emb_open_typed").strip()
+    if typed and not (preds["item_id"] == typed).any():
+        st.warning(f"No item of this run has the id '{md(typed)}'.")
+        typed = ""
 if typed:
     chosen = [(typed, preds.loc[preds["item_id"] == typed, "split"].iloc[0])]
 if len(chosen) == 1:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import annotations, embeddings, registry, roles, rundir, workspace
+from core import annotations, registry, roles, rundir, workspace
 from core.export import safe_name
 from core.review import annotation_key
 from core.sources import SourceError, SourceSpec
@@ -16,7 +16,7 @@ from ui.hotkeys import CLEAR_KEY, NEXT_KEY, PREVIOUS_KEY, label_shortcut
 from ui.identity import current_reader
 from ui.review_queue import SORTS, decisions, sort_queue
 from ui.router import ensure_router
-from ui.run_features import run_features
+from ui.run_features import run_neighbours
 from ui.runs_picker import pick_run, predictions
 from ui.state import run_manifest_or_stop, select_dataset_next_run
 from ui.text import md
@@ -145,7 +145,7 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
         if not blind and st.toggle("Show Grad-CAM", key="rv_cam"):
             cam_for_item(run_dir, record, item, classes, key="review")
         if st.toggle("Show nearest neighbours in the model's feature space", key="rv_near"):
-            near = embeddings.nearest_neighbours(run_features(run_dir), item["item_id"], k=8)
+            near = run_neighbours(run_dir).nearest(item["item_id"], k=8)
             shown = manifest.set_index("id").loc[near["item_id"]].reset_index().assign(
                 caption=[f"{lab} · d={d:.3f}" if not blind else f"d={d:.3f}"
                          for lab, d in zip(near["label"], near["distance"])])

@@ -68,3 +68,20 @@ def test_side_by_side_needs_a_test_split(tmp_path, monkeypatch):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("plotly_chart")) == 1  # one map of the splits there are, no empty test panel
+
+
+def test_embeddings_page_at_100k_items_opens_an_item_typed_by_id(tmp_path, monkeypatch):
+    """At 100k points the map carries row numbers only, and ids are typed, not listed."""
+    from tests.big_run import write_big_run
+
+    monkeypatch.setenv("LUMEN_HOME", str(tmp_path))
+    run_dir = write_big_run(tmp_path)
+    at = open_page("pages/embeddings.py", tmp_path, monkeypatch, run_dir.name)
+    at.selectbox(key="emb_method").set_value("pca").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "100,000 items" in at.get("plotly_chart")[0].proto.spec
+    at.text_input(key="emb_open_typed").input("no-such-item").run()
+    assert any("No item of this run" in w.value for w in at.warning)
+    at.text_input(key="emb_open_typed").input("test/7").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Nearest neighbours" in m.value for m in at.markdown)

@@ -1,5 +1,6 @@
 """Features and 2-D layouts of a real tiny run: shapes, caching in the run directory, neighbours."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from core import embeddings
@@ -51,7 +52,7 @@ def test_nearest_neighbours_find_an_exact_copy_first(run_dir):
     feats = frame.attrs["features"].copy()
     feats[5] = feats[17]  # make item 5 a feature-space twin of item 17
     frame.attrs["features"] = feats
-    near = embeddings.nearest_neighbours(frame, frame["item_id"].iloc[17], k=3)
+    near = embeddings.NeighbourIndex(frame).nearest(frame["item_id"].iloc[17], k=3)
     assert near["item_id"].iloc[0] == frame["item_id"].iloc[5]
     assert near["distance"].iloc[0] == pytest.approx(0, abs=1e-6)
     assert (np.diff(near["distance"]) >= 0).all()
@@ -85,3 +86,21 @@ def test_backbone_features_without_a_run_are_cached(monkeypatch):
     assert np.array_equal(again.attrs["features"], frame.attrs["features"])
     xy = embeddings.reduce(frame.attrs["features"], "pca")
     assert xy.shape == (333, 2)
+
+
+def test_neighbour_index_agrees_with_a_full_sort_of_cosine_distances():
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"item_id": [f"i{k}" for k in range(500)], "split": "train"})
+    frame.attrs["features"] = rng.normal(size=(500, 12)).astype(np.float32)
+    unit = frame.attrs["features"] / np.linalg.norm(frame.attrs["features"], axis=1, keepdims=True)
+    for row in (0, 250, 499):
+        distance = 1 - unit @ unit[row]
+        expected = [i for i in np.argsort(distance, kind="stable") if i != row][:8]
+        near = embeddings.NeighbourIndex(frame).nearest(f"i{row}", k=8)
+        assert near["item_id"].tolist() == [f"i{i}" for i in expected]
+        assert np.allclose(near["distance"], distance[expected], atol=1e-6)
+        assert "features" not in near.attrs  # a slice must not drag the whole matrix along
+
+
+def test_a_layout_does_not_carry_the_feature_matrix(run_dir):
+    assert embeddings.layout(run_dir, "pca", ("test",)).attrs == {}

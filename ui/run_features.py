@@ -15,6 +15,11 @@ def _stored_features(run: str, stamp: int) -> pd.DataFrame:
     return embeddings.load_features(Path(run))
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _neighbour_index(run: str, stamp: int) -> embeddings.NeighbourIndex:
+    return embeddings.NeighbourIndex(_stored_features(run, stamp))
+
+
 def checkpoint_stamp(run_dir: Path) -> int:
     """Changes whenever best.pt is rewritten (a resumed run), so caches keyed on it go stale with it."""
     return rundir.checkpoint_path(run_dir, "best").stat().st_mtime_ns
@@ -33,3 +38,9 @@ def run_features(run_dir: Path) -> pd.DataFrame:
         finally:
             bar.empty()
     return _stored_features(str(run_dir), checkpoint_stamp(run_dir))
+
+
+def run_neighbours(run_dir: Path) -> embeddings.NeighbourIndex:
+    """The run's neighbour index, built once per checkpoint: a click on a point only queries it."""
+    run_features(run_dir)
+    return _neighbour_index(str(run_dir), checkpoint_stamp(run_dir))
