@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -45,11 +46,16 @@ class Curve:
     def counts(self, threshold: npt.ArrayLike) -> dict[str, np.ndarray]:
         """Confusion counts at one threshold or an array of them (score >= threshold is positive)."""
         t = np.asarray(threshold, dtype=np.float64)
-        # -scores ascends, and score >= t  <=>  -score <= -t
-        predicted_pos = np.searchsorted(-self.scores, -t, side="right")
+        # score >= t  <=>  -score <= -t, searched in the negated scores kept from the first call
+        predicted_pos = np.searchsorted(self._negated, -t, side="right")
         tp = np.where(predicted_pos > 0, self.cum_pos[np.maximum(predicted_pos - 1, 0)], 0)
         fp = predicted_pos - tp
         return {"tp": tp, "fp": fp, "fn": self.n_pos - tp, "tn": self.n_neg - fp}
+
+    @cached_property
+    def _negated(self) -> np.ndarray:
+        """-scores, ascending: negated once so that each threshold is a bare binary search."""
+        return -self.scores
 
     def _distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(fps, tps, thresholds) at each distinct score, as scikit-learn's _binary_clf_curve."""
