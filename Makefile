@@ -33,7 +33,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/scan.py
-	$(PY) bench/threshold.py
+	$(PY) -m bench.threshold
 	$(PY) bench/train.py
 	$(PY) bench/cam.py
 

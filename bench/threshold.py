@@ -1,54 +1,51 @@
-"""Per slider move at N = 10^6 scores: Lumen's threshold engine vs recomputing with scikit-learn.
+"""Per-move cost of the threshold page at 1e6 predictions, against scikit-learn and a bare search.
 
-Lumen sorts once (reported separately) and then answers each threshold by binary search
-(confusion counts, every rate, bootstrap intervals). The reference recomputes what a notebook
-does on every move: roc_curve + confusion_matrix. Prints both and, last, `ratio <sklearn / Lumen>`.
-
-    python bench/threshold.py [N] [MOVES]
+Times core.evaluation.summary, the function the page calls for each split on every slider move,
+so the bench follows the page. Interleaved rounds, median reported.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, roc_curve
+from sklearn.metrics import confusion_matrix
 
-from core import metrics
+from core import evaluation, metrics
+
+N, ROUNDS, MOVES = 1_000_000, 5, 20
 
 
-def main() -> int:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    moves = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-    rng = np.random.default_rng(0)
-    labels = rng.random(n) < 0.2
-    scores = np.round(np.clip(rng.normal(0.35 + 0.3 * labels, 0.2), 0, 1), 4)  # ties, as real outputs have
-    thresholds = rng.random(moves)
-
-    start = time.perf_counter()
-    curve = metrics.Curve.from_scores(labels, scores)
-    build = time.perf_counter() - start
-
+def _ms(fn, thresholds) -> float:
     start = time.perf_counter()
     for t in thresholds:
-        counts = curve.counts(t)
-        metrics.rates(counts)
-        metrics.bootstrap_intervals(counts, n_boot=2000)
-    lumen = (time.perf_counter() - start) / moves
+        fn(t)
+    return 1000 * (time.perf_counter() - start) / len(thresholds)
 
-    start = time.perf_counter()
-    for t in thresholds[: max(3, moves // 5)]:
-        roc_curve(labels, scores)
-        confusion_matrix(labels, scores >= t)
-    sklearn = (time.perf_counter() - start) / max(3, moves // 5)
 
-    print(f"N = {n:,} scores, {moves} slider moves")
-    print(f"Lumen: sort once                 {build * 1000:10.1f} ms")
-    print(f"Lumen: per move (incl. 2000 bootstrap draws) {lumen * 1000:8.3f} ms")
-    print(f"scikit-learn: per move (roc_curve + confusion_matrix) {sklearn * 1000:8.1f} ms")
-    print(f"ratio {sklearn / lumen:.0f}")
-    return 0
+def main() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.random(N) < 0.3
+    scores = np.round(np.clip(rng.normal(0.35 + 0.3 * y, 0.2), 0, 1), 4)
+    curve = metrics.Curve.from_scores(y, scores)
+    negated = np.sort(-scores)
+    sides = {
+        "page": lambda t: evaluation.summary(curve, t),
+        "sklearn": lambda t: confusion_matrix(y, scores >= t, labels=[False, True]),
+        "bare_search": lambda t: np.searchsorted(negated, -t, side="right"),
+    }
+    sides["page"](0.5)  # the Curve's once-per-run steps, as the page's cached Curve has them
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(ROUNDS):
+        thresholds = rng.random(MOVES)
+        for name, fn in sides.items():  # interleaved: each round runs every side
+            times[name].append(_ms(fn, thresholds))
+    med = {name: float(np.median(v)) for name, v in times.items()}
+    print(f"predictions {N:,}, rounds {ROUNDS}, moves per round {MOVES}")
+    print(f"sklearn_ms_per_move {med['sklearn']:.3f}")
+    print(f"bare_search_ms_per_move {med['bare_search']:.4f}")
+    print(f"page_ms_per_move {med['page']:.3f}")
+    print(f"ratio {med['sklearn'] / med['page']:.1f}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -45,21 +46,29 @@ class Curve:
     def counts(self, threshold: npt.ArrayLike) -> dict[str, np.ndarray]:
         """Confusion counts at one threshold or an array of them (score >= threshold is positive)."""
         t = np.asarray(threshold, dtype=np.float64)
-        # -scores ascends, and score >= t  <=>  -score <= -t
-        predicted_pos = np.searchsorted(-self.scores, -t, side="right")
+        # score >= t  <=>  -score <= -t, searched in the negated scores kept from the first call
+        predicted_pos = np.searchsorted(self._negated, -t, side="right")
         tp = np.where(predicted_pos > 0, self.cum_pos[np.maximum(predicted_pos - 1, 0)], 0)
         fp = predicted_pos - tp
         return {"tp": tp, "fp": fp, "fn": self.n_pos - tp, "tn": self.n_neg - fp}
 
-    def _distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(fps, tps, thresholds) at each distinct score, as scikit-learn's _binary_clf_curve."""
+    @cached_property
+    def _negated(self) -> np.ndarray:
+        """-scores, ascending: negated once so that each threshold is a bare binary search."""
+        return -self.scores
+
+    @cached_property
+    def _steps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(fps, tps, thresholds) at each distinct score, as scikit-learn's _binary_clf_curve.
+
+        Computed once per Curve: the page reuses one Curve for every slider move."""
         last_of_tie = np.r_[np.flatnonzero(np.diff(self.scores)), self.n - 1]
         tps = self.cum_pos[last_of_tie]
         return 1 + last_of_tie - tps, tps, self.scores[last_of_tie]
 
     def roc(self, drop_intermediate: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(fpr, tpr, thresholds) exactly as sklearn.metrics.roc_curve returns them."""
-        fps, tps, thresholds = self._distinct()
+        fps, tps, thresholds = self._steps
         if drop_intermediate and len(fps) > 2:
             keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
             fps, tps, thresholds = fps[keep], tps[keep], thresholds[keep]
@@ -70,20 +79,28 @@ class Curve:
 
     def pr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(precision, recall, thresholds) exactly as sklearn.metrics.precision_recall_curve."""
-        fps, tps, thresholds = self._distinct()
+        fps, tps, thresholds = self._steps
         predicted = tps + fps
         precision = np.divide(tps, predicted, out=np.zeros(len(tps)), where=predicted != 0)
         recall = tps / tps[-1] if tps[-1] > 0 else np.ones(len(tps))
         return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0], thresholds[::-1]
 
     def roc_auc(self) -> float:
+        return self._roc_auc
+
+    def average_precision(self) -> float:
+        """Area under the PR curve as a step function (scikit-learn's average_precision_score)."""
+        return self._average_precision
+
+    @cached_property
+    def _roc_auc(self) -> float:
         if self.n_pos == 0 or self.n_neg == 0:
             return float("nan")
         fpr, tpr, _ = self.roc(drop_intermediate=False)
         return float(np.trapezoid(tpr, fpr))
 
-    def average_precision(self) -> float:
-        """Area under the PR curve as a step function (scikit-learn's average_precision_score)."""
+    @cached_property
+    def _average_precision(self) -> float:
         if self.n_pos == 0:
             return float("nan")
         precision, recall, _ = self.pr()
@@ -139,7 +156,7 @@ def bootstrap_intervals(counts: Counts, n_boot: int = 2000, level: float = 0.95,
 
 def candidate_thresholds(curve: Curve) -> np.ndarray:
     """Every distinct score: the only places where the confusion matrix changes."""
-    return curve._distinct()[2]
+    return curve._steps[2]
 
 
 def _best(curve: Curve, values: np.ndarray, thresholds: np.ndarray) -> float | None:

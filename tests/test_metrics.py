@@ -101,3 +101,19 @@ def test_bootstrap_intervals_contain_the_estimate_and_shrink_with_n():
     assert ci_small["sensitivity"][0] < estimate < ci_small["sensitivity"][1]
     width = lambda ci: ci["sensitivity"][1] - ci["sensitivity"][0]  # noqa: E731
     assert width(ci_large) < width(ci_small) / 5
+
+
+def test_counts_at_one_threshold_does_not_copy_the_scores():
+    """A slider move must cost a binary search, not an O(n) pass over a million scores."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    curve = Curve.from_scores(rng.random(n) < 0.3, np.round(rng.random(n), 3))
+    curve.counts(0.5)  # the first call may prepare the search array once
+    tracemalloc.start()
+    for t in (0.1, 0.5, 0.9):
+        curve.counts(t)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < n  # a copy of the scores would be 8 * n bytes
