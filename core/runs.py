@@ -212,7 +212,7 @@ def compare(run_dirs: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def delete(run_dir: Path, role: str = "admin") -> None:
+def delete(run_dir: Path, role: str) -> None:
     """Remove a run directory for good: admins only, never an active run or the embedded demo."""
     import shutil
 
