@@ -81,6 +81,7 @@ class Optimiser(_Part):
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     momentum: float = Field(default=0.9, gt=0, lt=1)  # SGD's; Nesterov momentum needs it above 0
+    nesterov: bool = True  # SGD's; False gives plain (heavy-ball) momentum
 
 
 class Scheduler(_Part):

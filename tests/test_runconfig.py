@@ -122,6 +122,7 @@ def test_the_demo_run_config_is_the_full_config_less_the_fields_added_since():
     written = json.loads(DEMO_RUN_CONFIG.read_text())
     loaded = load_config(DEMO_RUN_CONFIG)
     assert loaded.pop("subset") == {"fraction": None, "per_class": None, "seed": 0}  # the whole dataset
+    assert loaded["optimiser"].pop("nesterov") is True  # older configs keep Nesterov SGD
     assert loaded == written
 
 

@@ -38,7 +38,7 @@ def make_optimiser(params: Iterable[nn.Parameter], cfg: dict[str, Any]) -> torch
     trainable = [p for p in params if p.requires_grad]
     if cfg["name"] == "sgd":
         return torch.optim.SGD(trainable, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
-                               weight_decay=cfg["weight_decay"], nesterov=True)
+                               weight_decay=cfg["weight_decay"], nesterov=cfg.get("nesterov", True))
     cls = torch.optim.AdamW if cfg["name"] == "adamw" else torch.optim.Adam
     return cls(trainable, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
 
