@@ -106,10 +106,12 @@ def _threshold(run_dir: Path) -> float:
 def breakdown_columns(table: pd.DataFrame) -> list[str]:
     """Columns a labelled set can be broken down by: group, the source's split, and the source's own
     columns (a CSV's centre, scanner, slide), each with 2 to MAX_GROUPS values of which at least one
-    holds both a positive and a negative (a column that only restates the label has nothing to show)."""
+    holds both a positive and a negative (a column that only restates the label has nothing to show),
+    the coarsest first."""
     candidates = ["group", "source_split", *(c for c in table.columns if c.startswith(rundir.SOURCE_COLUMN_PREFIX))]
-    return [c for c in candidates if c in table and 2 <= table[c].nunique() <= MAX_GROUPS
-            and table.groupby(c)["label"].nunique().max() > 1]
+    usable = [c for c in candidates if c in table and 2 <= table[c].nunique() <= MAX_GROUPS
+              and table.groupby(c)["label"].nunique().max() > 1]
+    return sorted(usable, key=lambda c: table[c].nunique())  # the coarsest (centre before slide) first
 
 
 def column_title(column: str) -> str:
