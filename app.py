@@ -31,6 +31,7 @@ pages = st.navigation({
         st.Page("pages/threshold.py", title="Threshold", icon=":material/tune:"),
         st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
         st.Page("pages/gradcam.py", title="Grad-CAM", icon=":material/visibility:"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
     ],
     "People": [
         st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),

@@ -180,6 +180,13 @@ def _predict_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_job_command(args: argparse.Namespace) -> int:
+    """A prediction job the app launched: its source, progress and result live in its job file."""
+    from core import prediction_jobs
+
+    return prediction_jobs.run_job(Path(args.run_dir), args.name)
+
+
 def _bundle_command(args: argparse.Namespace) -> int:
     """The run's best model as a folder that predicts without Lumen (see core.bundle)."""
     from core import bundle
@@ -308,6 +315,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 help="lumen: file, predicted, prob_<class>..., decision; course: exactly Image,Label")
     predict_parser.add_argument("--batch-size", type=int, default=64)
     predict_parser.set_defaults(handler=_predict_command)
+    job_parser = commands.add_parser("predict-job", help="run a prediction job the app launched (its source "
+                                     "and progress are in the run's job file)")
+    job_parser.add_argument("run_dir")
+    job_parser.add_argument("name", help="the prediction set's name")
+    job_parser.set_defaults(handler=_predict_job_command)
     bundle_parser = commands.add_parser("bundle", help="the run's best model as a folder that predicts without Lumen")
     bundle_parser.add_argument("run_dir")
     bundle_parser.add_argument("--out", required=True, help="the folder to write (created; must be new or empty)")

@@ -45,3 +45,23 @@ def write_corrected_labels(store: Store, run_dir: Path, out: Path,
     config = rundir.read_config(run_dir)
     items = with_predicted_items(scan(dataset_spec(config)), rundir.read_predictions(run_dir))
     return corrected_labels_csv(store, annotation_key(config), items, out, policy)
+
+
+def set_annotation_key(prediction_set: pd.DataFrame) -> str:
+    """The key a prediction set's annotations are stored under: its source's path, the key that source
+    has as a dataset of its own, so readers' labels on new cases follow the images, not the run."""
+    sources = prediction_set["source"].dropna().unique()
+    if len(sources) != 1:
+        raise ValueError("A prediction set comes from exactly one source; this one names "
+                         f"{len(sources)}.")
+    return str(sources[0])
+
+
+def set_items(prediction_set: pd.DataFrame) -> pd.DataFrame:
+    """A prediction set's items as a manifest (id, path, index, label, split, group, mask_path,
+    problem): they need not be in the run's dataset, so their paths come from the set itself; split
+    is the source's own, which locates an npz row."""
+    return pd.DataFrame({"id": prediction_set["item_id"], "path": prediction_set["path"],
+                         "index": prediction_set["index"], "label": prediction_set["label"],
+                         "split": prediction_set["source_split"], "group": prediction_set["group"],
+                         "mask_path": None, "problem": None})

@@ -10,6 +10,8 @@ This module is the only place that knows a run's files::
     checkpoints/best.pt    the same file as last.pt of the best epoch (linked, not saved twice)
     predictions.parquet    item_id, split, label, group, prob_<class> per class
     predictions/<name>.parquet   prediction sets on other sources
+    predictions/<name>.job.json, predictions/<name>.log   the app's job that makes one: state, progress, output
+    predictions/<name>.features.npy   the set's features (when the run stores its own), rows as in the set
     operating_point.json   the saved decision (positive class, threshold, temperature)
     features.npz, embeddings/    the best model's features and their 2-D layouts
     job.sbatch, log.txt    the SLURM job script, the job's own output
@@ -44,6 +46,8 @@ ITEM_COLUMNS = ("item_id", "split", "label", "group", "path", "index", "source_s
 #: and must not pass for one of the run's own splits.
 _SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RUN_SPLITS = ("train", "val", "test")
+#: A prediction set carries its source's other columns (a CSV's centre, scanner, slide) under this prefix.
+SOURCE_COLUMN_PREFIX = "source:"
 
 
 def runs_root() -> Path:
@@ -93,6 +97,22 @@ def prediction_sets_dir(run_dir: Path) -> Path:
 
 def prediction_set_path(run_dir: Path, name: str) -> Path:
     return prediction_sets_dir(run_dir) / f"{check_set_name(name)}.parquet"
+
+
+def prediction_job_path(run_dir: Path, name: str) -> Path:
+    return prediction_sets_dir(run_dir) / f"{check_set_name(name)}.job.json"
+
+
+def prediction_log_path(run_dir: Path, name: str) -> Path:
+    return prediction_sets_dir(run_dir) / f"{check_set_name(name)}.log"
+
+
+def prediction_features_path(run_dir: Path, name: str) -> Path:
+    return prediction_sets_dir(run_dir) / f"{check_set_name(name)}.features.npy"
+
+
+def list_prediction_jobs(run_dir: Path) -> list[str]:
+    return sorted(p.name.removesuffix(".job.json") for p in prediction_sets_dir(run_dir).glob("*.job.json"))
 
 
 def operating_point_path(run_dir: Path) -> Path:
@@ -198,8 +218,13 @@ def best_epoch(run_dir: Path) -> int:
 
 
 def log_tail(run_dir: Path, lines: int = 30) -> str:
+    return file_tail(log_path(run_dir), lines)
+
+
+def file_tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a process's output file ("" before it exists)."""
     try:
-        return "\n".join(log_path(run_dir).read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return ""
 

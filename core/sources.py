@@ -327,8 +327,26 @@ def _list_csv(spec: SourceSpec) -> pd.DataFrame:
     out.loc[missing, "problem"] = "file not found (named in the CSV)"
     dup = out["id"].duplicated(keep="first") & out["problem"].isna()
     out.loc[dup, "problem"] = "listed twice in the CSV"
-    out["id"] = out["id"].where(~out["id"].duplicated(keep="first"), out["id"] + "#" + out.index.astype(str))
+    out["id"] = _unique_ids(out["id"])
     return out
+
+
+def _unique_ids(ids: pd.Series) -> pd.Series:
+    """A CSV row's id is its path as written; a second row naming the same file gets `#<row>`."""
+    return ids.where(~ids.duplicated(keep="first"), ids + "#" + ids.index.astype(str))
+
+
+def csv_columns(spec: SourceSpec) -> pd.DataFrame:
+    """A CSV source's columns other than its path, one row per item id as `list_items` gives it, so
+    what a lab keeps beside each image (centre, scanner, slide) can follow the image; empty for
+    folders and npz files, which have no such columns."""
+    if spec.resolved_kind() != "csv":
+        return pd.DataFrame(index=pd.Index([], name="id"))
+    table = _read_table(Path(spec.path).resolve())
+    path_col = _pick_column(list(table.columns), spec.path_column, PATH_COLUMN_GUESSES, "path",
+                            Path(spec.path), True)
+    ids = _unique_ids(table[path_col].str.strip())
+    return table.drop(columns=[path_col]).set_index(pd.Index(ids, name="id"))
 
 
 @dataclass(frozen=True)

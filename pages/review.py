@@ -1,24 +1,22 @@
 """Review page: pathologists browse predictions, correct labels, and see how far they agree."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
 from core import annotations, registry, roles, rundir, workspace
 from core.export import safe_name
-from core.review import annotation_key
 from core.sources import SourceError, SourceSpec
 from ui.cam_view import cam_for_item, readable_pixels
 from ui.gallery import image_grid
 from ui.hotkeys import CLEAR_KEY, NEXT_KEY, PREVIOUS_KEY, label_shortcut
 from ui.identity import current_reader
+from ui.review_items import pick_items
 from ui.review_queue import SORTS, decisions, sort_queue
 from ui.router import ensure_router
 from ui.run_features import run_neighbours
-from ui.runs_picker import pick_run, predictions
-from ui.state import run_manifest_or_stop, select_dataset_next_run
+from ui.runs_picker import pick_run
+from ui.state import select_dataset_next_run
 from ui.text import md
 
 ensure_router()
@@ -144,7 +142,9 @@ def _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind
             st.image(pixels, width=int(min(900, max(pixels.shape[:2]) * zoom * 2)))
         if not blind and st.toggle("Show Grad-CAM", key="rv_cam"):
             cam_for_item(run_dir, record, item, classes, key="review")
-        if st.toggle("Show nearest neighbours in the model's feature space", key="rv_near"):
+        own = item["split"] in rundir.RUN_SPLITS  # neighbours are searched among the run's own items
+        if st.toggle("Show nearest neighbours in the model's feature space", key="rv_near", disabled=not own,
+                     help=None if own else "Neighbours are searched among the run's own items only.") and own:
             near = run_neighbours(run_dir).nearest(item["item_id"], k=8)
             shown = manifest.set_index("id").loc[near["item_id"]].reset_index().assign(
                 caption=[f"{lab} · d={d:.3f}" if not blind else f"d={d:.3f}"
@@ -235,11 +235,11 @@ run_dir = pick_run()
 if run_dir is None:
     st.stop()
 config = rundir.read_config(run_dir)
-key = annotation_key(config)  # annotations belong to the dataset, whichever run is being reviewed
+items = pick_items(run_dir, config)  # the run's splits, or one of its prediction sets (new cases)
+# annotations belong to the dataset (or the set's source), whichever run is being reviewed
+key, preds, manifest = items.key, items.preds, items.manifest
 store = _store(annotations.default_url())
-preds = predictions(run_dir)
 classes = rundir.classes_of(preds)
-manifest = run_manifest_or_stop(run_dir, preds)
 queue = decisions(preds, run_dir)
 blind = st.sidebar.toggle("Blind mode", key="rv_blind", help="Hide the model's prediction and other readers' labels.")
 
@@ -276,4 +276,4 @@ with audit:
         "at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", width="medium"),
         "item_id": st.column_config.TextColumn(width="large")})
 with export:
-    _export(store, key, manifest, config["dataset"].get("name") or Path(key).stem)
+    _export(store, key, manifest, items.name)

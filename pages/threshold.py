@@ -15,6 +15,7 @@ from core import evaluation, metrics, rundir
 from core.review import with_predicted_items
 from core.runconfig import dataset_spec
 from core.sources import SourceError
+from ui import external_view
 from ui import threshold_figures as figs
 from ui.gallery import image_grid
 from ui.router import ensure_router
@@ -265,3 +266,6 @@ with st.expander("Calibration", expanded=False):
         col.caption(f"Expected calibration error {evaluation.expected_calibration_error(is_pos, scores):.3f}, "
                     f"Brier score {evaluation.brier(is_pos, scores):.3f}"
                     + (f", temperature {temperature:.2f}" if calibrated else ""))
+
+# External validation: a prediction set of this run beside its test split (ui/external_view.py).
+external_view.compare_selector(run_dir)

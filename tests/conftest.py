@@ -127,3 +127,33 @@ def write_course_csv(folder: Path, per_class: int = 12) -> Path:
     csv = folder / "public.csv"
     csv.write_text("name,ground truth\n" + "\n".join(rows) + "\n")
     return csv
+
+
+GLOMERULI_DEMO = ROOT / "assets" / "demo" / "glomeruli"
+TRAIN_CENTRES = ("SESCAM", "VUHSK")
+EXTERNAL_CENTRE = "SAS"
+
+
+def centre_csvs(folder: Path) -> tuple[Path, Path]:
+    """Two CSVs of the demo glomeruli with absolute image paths: the training centres (SESCAM,
+    VUHSK) and every centre (SAS, the third, is external), each keeping the `center` column."""
+    import pandas as pd
+
+    table = pd.read_csv(GLOMERULI_DEMO / "labels.csv")
+    table = table.assign(path=[str(GLOMERULI_DEMO / p) for p in table["path"]])[["path", "class", "slide_id",
+                                                                                  "center"]]
+    folder.mkdir(parents=True, exist_ok=True)
+    train, every = folder / "two-centres.csv", folder / "all-centres.csv"
+    table[table["center"].isin(TRAIN_CENTRES)].to_csv(train, index=False)
+    table.to_csv(every, index=False)
+    return train, every
+
+
+def train_centre_run(home: Path, folder: Path, epochs: int = 2) -> tuple[Path, Path]:
+    """A real run on the two training centres (grouped by slide), and the CSV of every centre."""
+    from core.sources import SourceSpec
+
+    train, every = centre_csvs(folder)
+    spec = SourceSpec(path=str(train), kind="csv", path_column="path", label_column="class",
+                      group_column="slide_id")
+    return train_tiny_run(home, name="two-centres", spec=spec, epochs=epochs), every

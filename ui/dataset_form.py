@@ -42,7 +42,7 @@ def _column_choice(label: str, columns: list[str], guess: tuple[str, ...], key: 
     return None if choice == _NONE else choice
 
 
-def _csv_fields(path: str) -> dict[str, Any]:
+def csv_fields(path: str) -> dict[str, Any]:
     """The CSV's columns and image folder; "(none)" as the label column means unlabelled."""
     try:
         columns = read_csv_header(path)
@@ -138,7 +138,7 @@ def add_dataset_form() -> None:
         fields: dict[str, Any] = {}
         is_csv = path.lower().endswith((".csv", ".tsv")) and Path(path).is_file()
         if is_csv:
-            fields = _csv_fields(path)
+            fields = csv_fields(path)
         if (fields and not fields["group_column"]) or (path and Path(path).is_dir()):
             fields |= _group_fields(SourceSpec(path=path, **fields))
         class_names = st.text_input("Class names for numeric labels (optional)", key="add_class_names",
