@@ -122,6 +122,8 @@ def test_the_demo_run_config_is_the_full_config_less_the_fields_added_since():
     written = json.loads(DEMO_RUN_CONFIG.read_text())
     loaded = load_config(DEMO_RUN_CONFIG)
     assert loaded.pop("subset") == {"fraction": None, "per_class": None, "seed": 0}  # the whole dataset
+    added = {key: loaded["split"].pop(key) for key in ("folds", "fold", "reseed")}
+    assert added == {"folds": 1, "fold": None, "reseed": False}  # no cross-validation, one split for all repeats
     assert loaded == written
 
 
