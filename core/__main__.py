@@ -70,29 +70,79 @@ def _run_dir(args: argparse.Namespace, config: dict[str, Any]) -> Path:
 
 
 def _train_command(args: argparse.Namespace) -> int:
-    """Train one run in this process; SIGTERM (the app's Cancel) stops it at the next batch."""
-    from core import rundir, runs, train  # torch is imported only for this command
-    from core.train.optim import select_device
+    """Train the config's runs in this process (one per repeat and fold, one after another); SIGTERM
+    (the app's Cancel) stops the current one at the next batch and the rest before they start."""
+    from core import rundir, runs
+    from core.runconfig import run_configs
 
     config = load_config(args.config)  # first: a config it refuses leaves the caller's logging as it was
     logging.basicConfig(level=logging.INFO, format="[lumen] %(message)s", stream=sys.stdout, force=True)
-    run_dir = _run_dir(args, config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    configs = run_configs(config)
+    if len(configs) == 1:
+        return _train_one(configs[0], _run_dir(args, configs[0]), args.resume, stop)
+    if args.run_dir or args.resume or "LOCAL_RANK" in os.environ:
+        raise ConfigError(f"This config stands for {len(configs)} runs (repeats {config['repeats']}, "
+                          f"{config['split']['folds']} fold(s)); --run-dir, --resume and torchrun take one: "
+                          "train each run's own config.json, or leave them out.")
+    dirs = runs.create_runs(config)
+    logging.getLogger("lumen").info("%d runs, one after another: %s", len(dirs), ", ".join(d.name for d in dirs))
+    codes = [_train_one(rundir.read_config(run_dir), run_dir, False, stop) for run_dir in dirs]
+    return max(codes)
+
+
+def _train_one(config: dict[str, Any], run_dir: Path, resume: bool, stop: threading.Event) -> int:
+    """One run in this process, behind the device's queue (torchrun's launcher owns the devices itself)."""
+    from core import rundir, runs, train  # torch is imported only for this command
+    from core.train.optim import select_device
+
     lead = int(os.environ.get("RANK", "0")) == 0
     if lead:
         rundir.write_status(run_dir, pid=os.getpid(), state="queued", message="waiting for the device")
     logging.getLogger("lumen").info("run directory %s", run_dir)
+    if stop.is_set():
+        rundir.write_status(run_dir, state="cancelled", message="cancelled while queued")
+        return 0
     if "LOCAL_RANK" in os.environ:  # torchrun (SLURM too), even with one process: the launcher owns the devices
-        return train.run_safely(config, run_dir, args.resume, stop.is_set)
+        return train.run_safely(config, run_dir, resume, stop.is_set)
     device = str(select_device(config["device"]))
     try:
         with runs.device_slot(device, lambda: rundir.write_status(
                 run_dir, message=f"queued: another run is using {device}"), stop.is_set):
-            return train.run_safely(config, run_dir, args.resume, stop.is_set)
+            return train.run_safely(config, run_dir, resume, stop.is_set)
     except InterruptedError:
         rundir.write_status(run_dir, state="cancelled", message="cancelled while queued")
         return 0
+
+
+def _study_command(args: argparse.Namespace) -> int:
+    """Create a study's runs (every cell validated first), launch them (they queue on the device),
+    then, unless --detach, wait and print one table per cell: test metrics as mean ± sd and 95% interval."""
+    from core import study
+
+    if args.show:
+        study_dir = Path(args.show)
+        if not study.record_path(study_dir).exists():
+            print(f"error: {study_dir} is not a study folder (it has no {study.record_path(study_dir).name})",
+                  file=sys.stderr)
+            return 2
+    else:
+        study_dir = study.create_study(study.load_spec(args.config))
+        study.launch_study(study_dir)
+        names = [row["run"] for row in study.read_record(study_dir)["runs"]]
+        print(f"study {study_dir}: {len(names)} runs launched, queued on the device", flush=True)
+        if args.detach:
+            return 0
+
+        def report(states: Any) -> None:
+            print(f"\r{(states == 'finished').sum()}/{len(states)} runs finished", end="", file=sys.stderr,
+                  flush=True)
+
+        study.wait(study_dir, timeout=args.timeout, on_poll=report)
+        print(file=sys.stderr)
+    print(study.formatted(study.summary(study_dir)).to_string(index=False))
+    return 0
 
 
 def _slurm_command(args: argparse.Namespace) -> int:
@@ -324,6 +374,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     bundle_parser.add_argument("run_dir")
     bundle_parser.add_argument("--out", required=True, help="the folder to write (created; must be new or empty)")
     bundle_parser.set_defaults(handler=_bundle_command)
+    study_parser = commands.add_parser("study", help="a grid of configs over seeds or folds, one table of "
+                                       "test metrics per configuration (mean ± sd, 95%% interval)")
+    study_input = study_parser.add_mutually_exclusive_group(required=True)
+    study_input.add_argument("--config", help='STUDY.json: {"name": ..., "base": {run config}, "grid": '
+                                              '{"preprocess.size": [32, 64], ...}}')
+    study_input.add_argument("--show", metavar="STUDY_DIR", help="print the table of an existing study")
+    study_parser.add_argument("--detach", action="store_true", help="launch and return; --show prints the table")
+    study_parser.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait for the runs")
+    study_parser.set_defaults(handler=_study_command)
     slurm_parser = commands.add_parser("slurm", help="write (and submit) a SLURM job that trains one run")
     slurm_parser.add_argument("--config", required=True, help="a run config (JSON); see core/runconfig.py")
     slurm_parser.add_argument("--run-dir", help="the run directory, on a filesystem the compute nodes share "

@@ -39,10 +39,20 @@ class Dataset(_Part):
     source: dict[str, Any] = Field(default_factory=dict)  # a SourceSpec as a dict, replaced whole
 
 
+#: The most runs one launch makes (repeats, folds, a study's grid): a slip of a digit must not queue
+#: a week of training.
+MAX_RUNS = 100
+
+
 class Split(_Part):
     ratios: list[float] = Field(default_factory=lambda: [0.8, 0.1, 0.1])  # train, val, test shares
     seed: int = Field(default=0, ge=0)
     grouped: bool = True
+    # cross-validation: folds > 1 makes one run per fold, whose held-out fold is its test split and
+    # whose other folds are split into train and val by the first two ratios
+    folds: int = Field(default=1, ge=1, le=20)
+    fold: int | None = Field(default=None, ge=0)  # set on each fold's own run; None: every fold
+    reseed: bool = False  # each repeat draws its own split (split seed + repeat), not only its own training seed
 
 
 class Subset(_Part):
@@ -111,7 +121,7 @@ class RunConfig(_Part):
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     imbalance: Literal["none", "class_weights", "sampler"] = "class_weights"
     seed: int = Field(default=0, ge=0)
-    repeats: int = Field(default=1, ge=1, le=100)  # one run folder per seed
+    repeats: int = Field(default=1, ge=1, le=MAX_RUNS)  # one run folder per seed
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     amp: bool = True
 
@@ -286,6 +296,10 @@ def _check(run: RunConfig) -> None:
              "split.ratios must be three non-negative shares (train, val, test) with train above 0.")
     model = run.model.name
     _require(model in MODELS, f"Unknown model '{model}': use one of {', '.join(MODELS)}.")
+    folds, fold = run.split.folds, run.split.fold
+    _require(fold is None or fold < folds, f"split.fold must be below split.folds ({folds}), not {fold}.")
+    _require(run.repeats * (folds if fold is None else 1) <= MAX_RUNS,
+             f"repeats x split.folds makes {run.repeats * folds} runs; at most {MAX_RUNS} are allowed.")
     smallest = min_input_size(model, run.model.options)
     _require(run.preprocess.size >= smallest,
              f"{model} needs images of at least {smallest} px; preprocess.size is {run.preprocess.size}.")
@@ -304,6 +318,20 @@ def make_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     dataset.source and model.options are replaced whole.
     """
     return _validated(overrides or {}).model_dump()
+
+
+def run_configs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The configs of the runs a config stands for: one per repeat (seed + repeat, and split seed +
+    repeat when split.reseed) and, for a cross-validation, one per fold; each with repeats 1 and its
+    fold set, so it stands for itself."""
+    base = make_config(config)
+    folds = [base["split"]["fold"]] if base["split"]["fold"] is not None or base["split"]["folds"] == 1 \
+        else list(range(base["split"]["folds"]))
+    reseed = base["split"]["reseed"]
+    return [{**base, "seed": base["seed"] + repeat, "repeats": 1,
+             "split": {**base["split"], "seed": base["split"]["seed"] + (repeat if reseed else 0),
+                       "fold": None if base["split"]["folds"] == 1 else fold}}
+            for repeat in range(base["repeats"]) for fold in folds]
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from core import rundir, slurm, workspace
 from core.roles import require
-from core.runconfig import make_config
+from core.runconfig import run_configs
 
 
 def new_run_id(config: dict[str, Any]) -> str:
@@ -32,11 +32,10 @@ def new_run_id(config: dict[str, Any]) -> str:
 
 
 def create_runs(config: dict[str, Any]) -> list[Path]:
-    """One run directory per seed ("repeat over N seeds"), each with its config and a queued status."""
-    config = make_config(config)
+    """One run directory per repeat and fold (core.runconfig.run_configs), each with its config and a
+    queued status, in run_configs' order."""
     dirs = []
-    for i in range(config["repeats"]):
-        one = {**config, "seed": config["seed"] + i, "repeats": 1}
+    for one in run_configs(config):
         run_dir = rundir.runs_root() / new_run_id(one)
         run_dir.mkdir(parents=True)
         rundir.write_config(run_dir, one)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
 
 from core.sources import SPLITS
 
@@ -33,11 +34,35 @@ def assign_splits(manifest: pd.DataFrame, ratios: Sequence[float] | np.ndarray =
         return result
     rows = manifest.loc[todo]
     labels = rows["label"].fillna("<unlabelled>").astype(str)
+    result.loc[rows.index] = _greedy_assign(_units(rows, group_column), labels, shares, seed)
+    return result
+
+
+def _units(rows: pd.DataFrame, group_column: str | None) -> pd.Series:
+    """What must stay together: each row's group (a row without one stands alone), or each row."""
     if group_column and group_column in rows and rows[group_column].notna().any():
-        units = rows[group_column].fillna(pd.Series("<row>" + rows.index.astype(str), index=rows.index)).astype(str)
-    else:
-        units = pd.Series(rows.index.astype(str), index=rows.index)
-    result.loc[rows.index] = _greedy_assign(units, labels, shares, seed)
+        return rows[group_column].fillna(pd.Series("<row>" + rows.index.astype(str), index=rows.index)).astype(str)
+    return pd.Series(rows.index.astype(str), index=rows.index)
+
+
+def assign_fold(manifest: pd.DataFrame, folds: int, fold: int, ratios: Sequence[float] | np.ndarray = DEFAULT_RATIOS,
+                seed: int = 0, group_column: str | None = "group") -> pd.Series:
+    """One fold of a stratified, grouped K-fold (scikit-learn's StratifiedGroupKFold, shuffled by
+    ``seed``): its fold is "test", the other folds are split into train and val by the first two
+    ratios, groups kept whole. Every item is held out by exactly one of the K folds, so the K runs
+    together give each item an out-of-fold prediction. The dataset's own splits are pooled."""
+    labels = manifest["label"].fillna("<unlabelled>").astype(str).to_numpy()
+    units = _units(manifest, group_column).to_numpy()
+    if len(set(units)) < folds:
+        raise ValueError(f"{folds} folds need at least {folds} groups; the data has {len(set(units))}.")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    held_out = list(splitter.split(np.zeros(len(manifest)), labels, units))[fold][1]
+    is_test = np.zeros(len(manifest), dtype=bool)
+    is_test[held_out] = True
+    result = pd.Series("test", index=manifest.index, dtype=object)
+    rest = manifest.loc[~is_test].assign(split=None)
+    result.loc[rest.index] = assign_splits(rest, ratios=(ratios[0], ratios[1], 0.0), seed=seed,
+                                           group_column=group_column)
     return result
 
 

@@ -12,7 +12,7 @@ from ui.gallery import image_grid
 from ui.hotkeys import CLEAR_KEY, NEXT_KEY, PREVIOUS_KEY, label_shortcut
 from ui.identity import current_reader
 from ui.review_items import pick_items
-from ui.review_queue import SORTS, decisions, sort_queue
+from ui.review_queue import decisions, sort_queue, sorts, with_out_of_fold_rank
 from ui.router import ensure_router
 from ui.run_features import run_neighbours
 from ui.runs_picker import pick_run
@@ -50,7 +50,8 @@ def _filters(queue: pd.DataFrame, mine: pd.DataFrame, reader: str, tagged: set[s
                                                   "tagged to review"], key="rv_status")
         c = st.columns([2, 2, 2])
         low, high = c[0].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.01, key="rv_conf", disabled=blind)
-        how = c[1].selectbox("Sort", list(SORTS), format_func=lambda s: f"{s}: {SORTS[s]}", key="rv_sort",
+        offered = sorts(queue)
+        how = c[1].selectbox("Sort", list(offered), format_func=lambda s: f"{s}: {offered[s]}", key="rv_sort",
                              disabled=blind)
     if blind:
         truth, predicted, outcome, (low, high), how = [], [], [], (0.0, 1.0), "item"
@@ -240,7 +241,7 @@ items = pick_items(run_dir, config)  # the run's splits, or one of its predictio
 key, preds, manifest = items.key, items.preds, items.manifest
 store = _store(annotations.default_url())
 classes = rundir.classes_of(preds)
-queue = decisions(preds, run_dir)
+queue = with_out_of_fold_rank(decisions(preds, run_dir), key)
 blind = st.sidebar.toggle("Blind mode", key="rv_blind", help="Hide the model's prediction and other readers' labels.")
 
 browse, agree, audit, export = st.tabs(["Browse and label", "Agreement", "Audit trail", "Export"])

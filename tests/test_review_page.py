@@ -86,7 +86,7 @@ def test_two_readers_agreement_and_corrected_labels(at, trained):
 
 
 def test_blind_mode_hides_the_model(at, trained):
-    at.selectbox(key="rv_sort").select("likely label error").run()
+    at.selectbox(key="rv_sort").select("likely label error (in-sample)").run()
     at.sidebar.toggle(key="rv_blind").set_value(True).run()
     line = _position(at)
     assert "model" not in line and "dataset label" not in line and "GS/" not in line  # no class folder either

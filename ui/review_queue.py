@@ -4,10 +4,27 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core import evaluation, rundir
+from core import evaluation, label_errors, rundir, study
 
-SORTS = {"likely label error": "confident and wrong first", "uncertainty": "closest to the decision first",
-         "confidence": "most confident first", "item": "by item id"}
+LABEL_ERROR, IN_SAMPLE = "likely label error", "likely label error (in-sample)"
+SORTS = {LABEL_ERROR: "confident learning on a cross-validation's out-of-fold probabilities",
+         IN_SAMPLE: "wrong and confident first, on this run's own predictions (mostly of items it trained on)",
+         "uncertainty": "closest to the decision first", "confidence": "most confident first", "item": "by item id"}
+
+
+def sorts(rows: pd.DataFrame) -> dict[str, str]:
+    """The orders on offer: the out-of-fold one only where a cross-validation ranked these items."""
+    return SORTS if rows["oof_rank"].notna().any() else {k: v for k, v in SORTS.items() if k != LABEL_ERROR}
+
+
+def with_out_of_fold_rank(rows: pd.DataFrame, dataset_path: str) -> pd.DataFrame:
+    """`oof_rank` (0: most likely a label error) from the newest finished cross-validation of the
+    dataset; NaN for items it did not hold out, or everywhere when there is none."""
+    table = study.latest_cross_validation(dataset_path)
+    if table is None:
+        return rows.assign(oof_rank=np.nan)
+    rank = label_errors.ranking(table).set_index("item_id")["rank"]
+    return rows.assign(oof_rank=rows["item_id"].map(rank).astype(float))
 
 
 def decisions(preds: pd.DataFrame, run_dir) -> pd.DataFrame:
@@ -34,7 +51,9 @@ def decisions(preds: pd.DataFrame, run_dir) -> pd.DataFrame:
 
 
 def sort_queue(rows: pd.DataFrame, how: str) -> pd.DataFrame:
-    if how == "likely label error":
+    if how == LABEL_ERROR:
+        return rows.sort_values("oof_rank", na_position="last", kind="stable")
+    if how == IN_SAMPLE:
         wrong = rows["predicted"] != rows["label"]
         return rows.assign(_wrong=wrong).sort_values(["_wrong", "confidence"], ascending=[False, False]).drop(
             columns="_wrong")

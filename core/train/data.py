@@ -13,7 +13,7 @@ from core.datacache import channels_for_rows, prepared_array
 from core.preprocess import Preprocessor
 from core.runconfig import ConfigError, dataset_spec
 from core.scanning import scan, usable
-from core.splits import assign_splits, draw_subset
+from core.splits import assign_fold, assign_splits, draw_subset
 
 
 @dataclass
@@ -54,19 +54,34 @@ def load_data(config: dict[str, Any], progress: Callable[[int, int], None] | Non
     split_cfg = config["split"]
     if splits is None:
         listed = listed.loc[draw_subset(listed, **config["subset"])].reset_index(drop=True)
-        rows = listed.assign(split=assign_splits(listed, ratios=split_cfg["ratios"], seed=split_cfg["seed"],
-                                                 group_column="group" if split_cfg.get("grouped", True) else None))
+        rows = listed.assign(split=_draw_split(listed, split_cfg))
     else:
         rows = listed.assign(split=listed["id"].map(splits))
         known = rows["split"].notna().to_numpy()
         rows, listed = rows[known].reset_index(drop=True), listed[known].reset_index(drop=True)
-    _check_splits(rows, predefined=bool(listed["split"].notna().any()) and splits is None)
+    _check_splits(rows, predefined=bool(listed["split"].notna().any()) and splits is None
+                  and split_cfg.get("folds", 1) == 1)
     classes = sorted(rows["label"].unique().tolist())
     preprocessor = Preprocessor.from_config(config["preprocess"], channels_for_rows(listed))
     array = prepared_array(listed, preprocessor, progress)
     labels = torch.as_tensor(rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(), dtype=torch.long)
     items = rows[["id", "split", "label", "group", "path", "index", "hash"]].assign(source_split=listed["split"])
     return Data(array, labels, items, classes, preprocessor)
+
+
+def _draw_split(listed: pd.DataFrame, split_cfg: dict[str, Any]) -> pd.Series:
+    """The split of a new run: its fold of a cross-validation, or train/val/test by the ratios."""
+    group_column = "group" if split_cfg.get("grouped", True) else None
+    folds = split_cfg.get("folds", 1)
+    if folds == 1:
+        return assign_splits(listed, ratios=split_cfg["ratios"], seed=split_cfg["seed"], group_column=group_column)
+    if split_cfg.get("fold") is None:
+        raise ConfigError("A cross-validation config stands for one run per fold: create them with "
+                          "core.runs.create_runs (or `python -m core train` without --run-dir).")
+    try:
+        return assign_fold(listed, folds, split_cfg["fold"], split_cfg["ratios"], split_cfg["seed"], group_column)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} Use fewer folds or turn off grouping.") from exc
 
 
 def _check_splits(rows: pd.DataFrame, predefined: bool) -> None:
