@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from core import roles
 from core.runconfig import ConfigError, load_config
 from core.scanning import scan
 from core.slurm import SlurmError
@@ -214,7 +215,8 @@ def _predict_command(args: argparse.Namespace) -> int:
     run_dir, spec = Path(args.run_dir), _source_spec(args)
     try:
         rule = predict.decision(run_dir, args.threshold)
-        result = predict.predict_source(run_dir, spec, args.name, _progress_bar("predicting"), args.batch_size)
+        result = predict.predict_source(run_dir, spec, args.name, _progress_bar("predicting"), args.batch_size,
+                                        who=roles.operator())
         out = Path(args.out or f"{result.name}.csv")
         rows = predict.write_csv(result.table, rule, out, args.format)
     except (FileNotFoundError, ValueError) as exc:
@@ -242,7 +244,7 @@ def _bundle_command(args: argparse.Namespace) -> int:
     from core import bundle
 
     try:
-        files = bundle.write_bundle(Path(args.run_dir), Path(args.out))
+        files = bundle.write_bundle(Path(args.run_dir), Path(args.out), who=roles.operator())
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -259,7 +261,7 @@ def _annotations_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     fmt = args.format or ("json" if out.suffix.lower() == ".json" else "csv")
     try:
-        rows = annotations.export_annotations(annotations.open_store(), args.dataset, out, fmt)
+        rows = annotations.export_annotations(annotations.open_store(), args.dataset, out, fmt, who=roles.operator())
     except (annotations.AnnotationError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -274,7 +276,7 @@ def _corrected_labels_command(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     try:
-        counts = write_corrected_labels(annotations.open_store(), Path(args.run_dir), out)
+        counts = write_corrected_labels(annotations.open_store(), Path(args.run_dir), out, who=roles.operator())
     except (FileNotFoundError, annotations.AnnotationError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -55,7 +55,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql import Executable
 
 from core import workspace
-from core.roles import require
+from core.roles import Identity, require
 
 FLAGS = ("artifact", "poor staining", "out of focus", "not the target structure")
 SPECIAL_LABELS = ("uncertain", "exclude")
@@ -486,9 +486,11 @@ def _export_table(store: Store, dataset: str | None) -> pd.DataFrame:
     return table[["dataset", "item_id", "reader", *FIELDS, "updated"]]
 
 
-def annotations_bytes(store: Store, dataset: str | None, format: str = "csv") -> tuple[bytes, int]:
+def annotations_bytes(store: Store, dataset: str | None, format: str = "csv", *,
+                      who: Identity | str) -> tuple[bytes, int]:
     """Current values per (dataset, item, reader) as CSV or JSON bytes, and the row count; dataset
     None: all. In memory, so two sessions downloading at once never share a file."""
+    require(who, "download annotations")
     if format not in ("csv", "json"):
         raise AnnotationError(f"Unknown export format '{format}': use csv or json.")
     table = _export_table(store, dataset)
@@ -500,9 +502,10 @@ def annotations_bytes(store: Store, dataset: str | None, format: str = "csv") ->
     return json.dumps(records, indent=2, ensure_ascii=False, default=int).encode(), len(table)
 
 
-def export_annotations(store: Store, dataset: str | None, path: str | Path, format: str = "csv") -> int:
+def export_annotations(store: Store, dataset: str | None, path: str | Path, format: str = "csv", *,
+                       who: Identity | str) -> int:
     """Write the annotations (see annotations_bytes) to `path`, atomically; returns the rows written."""
-    data, rows = annotations_bytes(store, dataset, format)
+    data, rows = annotations_bytes(store, dataset, format, who=who)
     workspace.atomic_write_bytes(Path(path), data)
     return rows
 
@@ -519,7 +522,7 @@ def majority_labels(labels: pd.DataFrame) -> pd.Series:
 
 
 def corrected_labels_csv(store: Store, dataset: str, items: pd.DataFrame, path: str | Path,
-                         policy: tuple[str, ...] = DEFAULT_POLICY) -> dict[str, str | int]:
+                         policy: tuple[str, ...] = DEFAULT_POLICY, *, who: Identity | str) -> dict[str, str | int]:
     """Write a CSV source (path,label,original_label,source,group,split,mask_path) with the corrected labels.
 
     ``items`` is a manifest (id, path, label, split, group) or predictions joined with the paths
@@ -527,6 +530,7 @@ def corrected_labels_csv(store: Store, dataset: str, items: pd.DataFrame, path: 
     (an admin's), "majority" (more than half its readers), "dataset" (the original label). Items that
     end up "exclude" or "uncertain" are left out of the CSV, as are items without a file; the returned
     counts say how many."""
+    require(who, "export data")
     unknown = set(policy) - set(DEFAULT_POLICY)
     if unknown:
         raise AnnotationError(f"Unknown label source(s) {', '.join(sorted(unknown))}: use {', '.join(DEFAULT_POLICY)}.")

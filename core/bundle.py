@@ -30,6 +30,7 @@ from torch import nn
 from core import evaluation, rundir, workspace
 from core.predict import decision
 from core.preprocess import Preprocessor
+from core.roles import Identity, require
 from core.runmodel import load_run_model, preprocessor_of
 
 PREDICT_TEMPLATE = Path(__file__).with_name("bundle_predict.py")
@@ -68,8 +69,9 @@ def _save_traced(traced: torch.jit.ScriptModule, handle: BinaryIO) -> None:
         torch.jit.save(traced, handle)
 
 
-def write_bundle(run_dir: Path, out: Path) -> list[Path]:
+def write_bundle(run_dir: Path, out: Path, *, who: Identity | str) -> list[Path]:
     """Write the bundle of a finished run into `out` (created; earlier bundle files replaced)."""
+    require(who, "export data")
     run_dir, out = Path(run_dir), Path(out)
     predictions = rundir.read_predictions(run_dir)  # a finished run, with its own labels and splits
     model, ckpt = load_run_model(run_dir)

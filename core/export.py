@@ -22,6 +22,7 @@ from PIL import Image
 from core import dataroots, registry, workspace
 from core.images import load_item
 from core.preprocess import Preprocessor
+from core.roles import Identity, require
 from core.scanning import usable
 from core.sources import SourceSpec
 
@@ -121,13 +122,15 @@ def _csv_bytes(rows: pd.DataFrame) -> bytes:
 
 
 def export_preprocessed(manifest: pd.DataFrame, out_dir: str | Path, size: int, pad_mode: str = "zero",
-                        fit: str = "pad", progress: ProgressFn | None = None) -> dict[str, Any]:
+                        fit: str = "pad", progress: ProgressFn | None = None, *,
+                        who: Identity | str) -> dict[str, Any]:
     """Write every usable item as a size x size PNG (grey stays grey) and a labels.csv beside them.
 
     The CSV is written last and atomically, so a reader never finds a CSV naming missing images;
     items whose pixels turn out undecodable are counted with the problems and left out of it.
     Returns counts: written, skipped_problems, skipped_unlabelled, seconds and the CSV's path.
     """
+    require(who, "export data")
     started = time.perf_counter()
     preprocessor = Preprocessor(size, pad_mode, fit)  # refuses bad settings before any file is touched
     out_dir = Path(out_dir).expanduser().resolve()

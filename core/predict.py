@@ -20,6 +20,7 @@ import torch
 from core import evaluation, rundir, workspace
 from core.datacache import decoded
 from core.preprocess import Preprocessor
+from core.roles import Identity, require
 from core.runmodel import load_run_model, preprocessor_of
 from core.scanning import describe_decode_error, scan
 from core.sources import SourceSpec
@@ -60,9 +61,10 @@ def default_set_name(spec: SourceSpec) -> str:
 
 
 def predict_source(run_dir: Path, spec: SourceSpec, name: str | None = None, progress: ProgressFn | None = None,
-                   batch_size: int = 64) -> PredictionSet:
+                   batch_size: int = 64, *, who: Identity | str) -> PredictionSet:
     """The run's best model on every usable image of a source (labelled or not), stored as the
     prediction set `name` (default: from the source's name) in the run's predictions folder."""
+    require(who, "launch runs")
     run_dir = Path(run_dir)
     name = rundir.check_set_name(name or default_set_name(spec))
     if batch_size < 1:

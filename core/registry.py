@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core import workspace
+from core.roles import Identity, require
 from core.sources import SourceError, SourceSpec, list_items
 
 DEMO_DATASETS = {
@@ -55,8 +56,9 @@ def list_datasets() -> dict[str, SourceSpec]:
     return {**DEMO_DATASETS, **_read_user_datasets()}
 
 
-def add_dataset(name: str, spec: SourceSpec) -> SourceSpec:
-    """Check that the source can be listed, then remember it under ``name``."""
+def add_dataset(name: str, spec: SourceSpec, *, who: Identity | str) -> SourceSpec:
+    """Check that the source can be listed, then remember it under ``name`` (admins only)."""
+    require(who, "manage datasets")
     name = name.strip()
     if not name:
         raise SourceError("Give the dataset a name.")
@@ -71,7 +73,9 @@ def add_dataset(name: str, spec: SourceSpec) -> SourceSpec:
     return resolved
 
 
-def remove_dataset(name: str) -> None:
+def remove_dataset(name: str, *, who: Identity | str) -> None:
+    """Forget a dataset (its files stay where they are); admins only."""
+    require(who, "manage datasets")
     with _locked():
         datasets = _read_user_datasets()
         datasets.pop(name, None)

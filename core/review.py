@@ -12,6 +12,7 @@ import pandas as pd
 
 from core import rundir
 from core.annotations import DEFAULT_POLICY, Store, corrected_labels_csv
+from core.roles import Identity, require
 from core.runconfig import dataset_spec
 from core.scanning import scan
 
@@ -36,15 +37,16 @@ def with_predicted_items(manifest: pd.DataFrame, preds: pd.DataFrame) -> pd.Data
 
 
 def write_corrected_labels(store: Store, run_dir: Path, out: Path,
-                           policy: tuple[str, ...] = DEFAULT_POLICY) -> dict[str, str | int]:
+                           policy: tuple[str, ...] = DEFAULT_POLICY, *, who: Identity | str) -> dict[str, str | int]:
     """Write the corrected-labels CSV of a run's dataset to ``out``, as the Review page does, and return
     the counts of `corrected_labels_csv`. FileNotFoundError when ``run_dir`` is not a finished run."""
+    require(who, "export data")
     run_dir = Path(run_dir)
     if not rundir.config_path(run_dir).is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory: it has no {rundir.config_path(run_dir).name}.")
     config = rundir.read_config(run_dir)
     items = with_predicted_items(scan(dataset_spec(config)), rundir.read_predictions(run_dir))
-    return corrected_labels_csv(store, annotation_key(config), items, out, policy)
+    return corrected_labels_csv(store, annotation_key(config), items, out, policy, who=who)
 
 
 def set_annotation_key(prediction_set: pd.DataFrame) -> str:

@@ -51,7 +51,7 @@ def _load_or_explain(name, spec):
         st.error(f"This dataset cannot be read: {md(exc)}")
         if (name not in registry.DEMO_DATASETS and roles.may(current_reader(), "manage datasets")
                 and st.button("Remove it from the list")):
-            registry.remove_dataset(name)
+            registry.remove_dataset(name, who=current_reader())
             st.rerun()
         st.stop()
 
@@ -103,7 +103,7 @@ def _suggest_groups(manifest: pd.DataFrame, name: str, spec: SourceSpec) -> None
             f"(such as {', '.join(md(g) for g in suggestion.examples)}). Grouping keeps each slide or patient "
             "in one split, so none leaks.")
     if name not in registry.DEMO_DATASETS and st.button("Group by file names", key="group_by_names"):
-        registry.add_dataset(name, replace(spec, group_pattern=suggestion.pattern))
+        registry.add_dataset(name, replace(spec, group_pattern=suggestion.pattern), who=current_reader())
         st.session_state.pop(_grouped_key(name), None)  # the toggle starts on, now that there are groups
         st.rerun()
 

@@ -67,8 +67,9 @@ def _tag_for_review(dataset_key: str, ids: list[str], classes: list[str]) -> Non
 
 
 def _scatter(frame: pd.DataFrame, colour: str, title: str | None, key: str, legend: str | None = None):
-    """A WebGL map whose points carry only their row number (binary-encoded) for selection, so
-    100k points reach the browser as a few MB; per-point hover text is added for smaller maps."""
+    """A WebGL map whose points carry only their row number and confidence, so 100k points reach the
+    browser as a few MB; per-point hover text is added for smaller maps. The custom data goes as plain
+    lists: a binary-encoded array reaches Streamlit's selection event as an object, not a list."""
     rows = np.arange(len(frame), dtype=np.float32)
     confidence = frame["confidence"].to_numpy(np.float32) if "confidence" in frame else np.full(len(frame), np.nan)
     hover_text = (frame["item_id"].astype(str) + " · " + frame["label"].astype(str)
@@ -85,7 +86,7 @@ def _scatter(frame: pd.DataFrame, colour: str, title: str | None, key: str, lege
         fig.add_trace(go.Scattergl(
             x=frame["x"].to_numpy(np.float32)[positions], y=frame["y"].to_numpy(np.float32)[positions],
             mode="markers", name=str(name), marker=dict(size=7, opacity=0.8, **marker),
-            customdata=np.column_stack([rows[positions], confidence[positions]]),
+            customdata=np.column_stack([rows[positions], confidence[positions].round(3)]).tolist(),
             hovertext=hover_text[positions] if len(frame) <= PER_POINT_TEXT_UP_TO else None, hovertemplate=template))
     fig.update_layout(height=520, margin=dict(t=40 if title else 10, b=10), title=title, xaxis_title=None,
                       yaxis_title=None, dragmode="zoom", legend_title=legend or COLOUR_BY.get(colour, colour))

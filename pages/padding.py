@@ -149,7 +149,7 @@ def _run_export(manifest: pd.DataFrame, dataset: str, out_dir: str, settings: di
         bar.progress(done / total, text=f"Exported {done:,} of {total:,} images")
 
     try:
-        result = export_preprocessed(manifest, out_dir, progress=report, **settings)
+        result = export_preprocessed(manifest, out_dir, progress=report, **settings, who=current_reader())
     except (ValueError, OSError) as exc:
         st.error(f"Export failed: {md(exc)}")
         return
@@ -160,7 +160,7 @@ def _run_export(manifest: pd.DataFrame, dataset: str, out_dir: str, settings: di
 
 def _register(result: dict, name: str) -> None:
     try:
-        add_dataset(name, export_source(result["csv"]))
+        add_dataset(name, export_source(result["csv"]), who=current_reader())
     except (SourceError, OSError) as exc:
         st.error(f"Could not add the dataset: {md(exc)}")
         return
@@ -218,7 +218,7 @@ def main() -> None:
     all_square = bool((items["width"] == items["height"]).all())
     _show_preview(_pick_sample(items, dataset, columns), size, all_square)
     _share_histogram(items)
-    if roles.may(current_reader(), "manage datasets"):
+    if roles.may(current_reader(), "export data") and roles.may(current_reader(), "manage datasets"):
         _export_section(manifest, dataset, size)
     else:
         st.caption("Exporting a preprocessed copy as a new dataset needs the admin role.")

@@ -201,26 +201,30 @@ def _agreement(store, key, queue, reader, role, classes) -> None:
 
 
 def _export(store, key, manifest, dataset_name) -> None:
-    c = st.columns(2)
-    for col, fmt in zip(c, ("csv", "json")):
-        data, _ = annotations.annotations_bytes(store, key, fmt)
-        col.download_button(f"Annotations ({fmt.upper()})", data,
-                            file_name=f"annotations-{safe_name(dataset_name)}.{fmt}", key=f"rv_dl_{fmt}")
+    if roles.may(current_reader(), "download annotations"):
+        c = st.columns(2)
+        for col, fmt in zip(c, ("csv", "json")):
+            data, _ = annotations.annotations_bytes(store, key, fmt, who=current_reader())
+            col.download_button(f"Annotations ({fmt.upper()})", data,
+                                file_name=f"annotations-{safe_name(dataset_name)}.{fmt}", key=f"rv_dl_{fmt}")
+    else:
+        st.info("Downloading the readers' annotations needs the annotator role.")
     st.markdown("**Corrected labels** (adjudicated, else the readers' majority, else the dataset label)")
-    may_add = roles.may(current_reader(), "manage datasets")
+    may_add = roles.may(current_reader(), "manage datasets") and roles.may(current_reader(), "export data")
     if st.button("Write the corrected-labels CSV and add it as a dataset", key="rv_corrected", disabled=not may_add,
                  help=None if may_add else "Adding a dataset needs the admin role."):
         # named after the dataset: two datasets in one folder must not overwrite each other's file
         out = workspace.home() / "exports" / f"corrected-{safe_name(dataset_name)}.csv"
         try:
-            counts = annotations.corrected_labels_csv(store, key, manifest, out)
+            counts = annotations.corrected_labels_csv(store, key, manifest, out, who=current_reader())
         except annotations.AnnotationError as exc:
             st.error(str(exc))
             return
         name = f"{dataset_name} (corrected)"
         try:
             registry.add_dataset(name, SourceSpec(str(out), kind="csv", label_column="label", group_column="group",
-                                                   split_column="split", mask_column="mask_path"))
+                                                   split_column="split", mask_column="mask_path"),
+                                 who=current_reader())
         except SourceError as exc:  # every item excluded or uncertain, say
             st.error(f"Wrote {md(out)}, but it cannot be added as a dataset: {md(exc)}")
             return

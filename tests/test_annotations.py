@@ -390,7 +390,7 @@ def test_corrected_labels_csv_loads_as_a_dataset(store, small_source):
     store.adjudicate("ds", "img/1.png", "root", "non-GS", classes=CLASSES)
     store.adjudicate("ds", "img/1.png", "root", "GS", classes=CLASSES)  # the latest adjudication counts
     out = small_source.parent / "corrected.csv"
-    counts = corrected_labels_csv(store, "ds", manifest, out)
+    counts = corrected_labels_csv(store, "ds", manifest, out, who="admin")
     assert counts == {"path": str(out), "written": 4, "excluded": 1, "uncertain": 1, "unlabelled": 0, "changed": 2}
     loaded = scan(SourceSpec(path=str(out), label_column="label", group_column="group")).set_index("id")
     assert loaded["problem"].isna().all()
@@ -401,7 +401,7 @@ def test_corrected_labels_csv_loads_as_a_dataset(store, small_source):
     assert table.loc["img/0.png", ["original_label", "source"]].tolist() == ["GS", "majority"]
     assert table.loc["img/1.png", "source"] == "adjudicated" and table.loc["img/4.png", "source"] == "dataset"
     elsewhere = small_source.parent.parent / "exports" / "corrected.csv"  # not above the images: absolute paths
-    assert corrected_labels_csv(store, "ds", manifest, elsewhere)["written"] == 4
+    assert corrected_labels_csv(store, "ds", manifest, elsewhere, who="admin")["written"] == 4
     assert Path(pd.read_csv(elsewhere)["path"][0]).is_absolute()
     assert scan(SourceSpec(path=str(elsewhere), label_column="label"))["problem"].isna().all()
 

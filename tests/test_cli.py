@@ -90,7 +90,7 @@ def test_corrected_labels_from_the_command_line_are_the_review_pages_file(tmp_pa
     assert "1 relabelled, 1 excluded" in capsys.readouterr().out
     # what the Review page hands corrected_labels_csv: the manifest with every predicted item, under the dataset key
     items = with_predicted_items(scan(dataset_spec(rundir.read_config(run_dir))), rundir.read_predictions(run_dir))
-    corrected_labels_csv(store, key, items, tmp_path / "page.csv")
+    corrected_labels_csv(store, key, items, tmp_path / "page.csv", who="admin")
     assert out.read_bytes() == (tmp_path / "page.csv").read_bytes()
     table = pd.read_csv(out)
     assert len(table) == 299 and table["mask_path"].notna().all()

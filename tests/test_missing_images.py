@@ -22,7 +22,7 @@ def home_with_vanished_images(tmp_path_factory):
             shutil.copy(path, folder / cls / path.name)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LUMEN_HOME", str(home))
-        registry.add_dataset("moved", SourceSpec(path=str(folder)))
+        registry.add_dataset("moved", SourceSpec(path=str(folder)), who="admin")
     train_tiny_run(home, spec=SourceSpec(path=str(folder)), dataset_name="moved")
     shutil.rmtree(folder)
     return home
@@ -56,7 +56,7 @@ def test_dataset_pages_explain_a_missing_folder(home_with_vanished_images, monke
 @pytest.mark.parametrize("page", ["pages/dataset.py", "pages/padding.py", "pages/train.py", "pages/embeddings.py"])
 def test_a_csv_naming_only_missing_files_is_explained_on_every_page(tmp_path, monkeypatch, page):
     (tmp_path / "list.csv").write_text("path,label\na.png,x\nb.png,y\n")
-    registry.add_dataset("nothing here", SourceSpec(path=str(tmp_path / "list.csv")))
+    registry.add_dataset("nothing here", SourceSpec(path=str(tmp_path / "list.csv")), who="admin")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["dataset"] = "nothing here"
     at.switch_page(page)

@@ -135,7 +135,7 @@ def test_page_works_on_a_dataset_added_by_the_user(tmp_path, monkeypatch):
     from tests.conftest import SHARED_DATA
     monkeypatch.setenv("LUMEN_HOME", str(tmp_path / "home"))
     registry.add_dataset("BCCD full", SourceSpec(str(SHARED_DATA / "bccd_crops" / "labels.csv"),
-                                                 label_column="cell_type", group_column="source_image"))
+                                                 label_column="cell_type", group_column="source_image"), who="admin")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["dataset"] = "BCCD full"
     at.switch_page("pages/padding.py")

@@ -204,7 +204,7 @@ def label_counts(manifest: pd.DataFrame) -> dict:
 def test_export_scans_back_with_the_same_labels_groups_and_size(bccd_subset, tmp_path):
     calls = []
     result = export_preprocessed(bccd_subset, tmp_path / "out", 48, "edge", "pad",
-                                 progress=lambda done, total: calls.append((done, total)))
+                                 progress=lambda done, total: calls.append((done, total)), who="admin")
     expected = bccd_subset[usable(bccd_subset)]
     assert result["written"] == len(expected)
     assert result["skipped_problems"] == 1 and result["skipped_unlabelled"] == 1
@@ -224,7 +224,7 @@ def test_export_scans_back_with_the_same_labels_groups_and_size(bccd_subset, tmp
 
 def test_exported_pixels_are_what_prepare_makes(bccd_subset, tmp_path):
     from core.images import load_item
-    result = export_preprocessed(bccd_subset.head(3), tmp_path / "out", 40, "mean", "pad")
+    result = export_preprocessed(bccd_subset.head(3), tmp_path / "out", 40, "mean", "pad", who="admin")
     table = pd.read_csv(result["csv"])
     for (_, row), path in zip(bccd_subset.head(3).iterrows(), table["path"]):
         written = np.asarray(Image.open(Path(result["csv"]).parent / path))
@@ -233,7 +233,7 @@ def test_exported_pixels_are_what_prepare_makes(bccd_subset, tmp_path):
 
 def test_export_keeps_splits_and_grey(tmp_path):
     manifest = scan(SourceSpec(str(SHARED_DATA / "medmnist" / "breastmnist.npz")))
-    result = export_preprocessed(manifest, tmp_path / "out", 32, "zero", "stretch")
+    result = export_preprocessed(manifest, tmp_path / "out", 32, "zero", "stretch", who="admin")
     back = scan(export_source(result["csv"]))
     assert back.groupby(["split", "label"]).size().to_dict() == manifest.groupby(["split", "label"]).size().to_dict()
     assert set(back["mode"]) == {"L"}
@@ -244,18 +244,18 @@ def test_export_refuses_a_folder_it_did_not_write(bccd_subset, tmp_path):
     foreign.mkdir()
     (foreign / "chapter1.txt").write_text("precious")
     with pytest.raises(ExportError, match="not empty"):
-        export_preprocessed(bccd_subset, foreign, 32)
+        export_preprocessed(bccd_subset, foreign, 32, who="admin")
     assert [p.name for p in foreign.iterdir()] == ["chapter1.txt"]
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(ExportError, match="is a file"):
-        export_preprocessed(bccd_subset, tmp_path / "a_file", 32)
+        export_preprocessed(bccd_subset, tmp_path / "a_file", 32, who="admin")
 
 
 def test_export_again_into_its_own_folder_replaces_the_old_copy(bccd_subset, tmp_path):
     out = tmp_path / "out"
-    export_preprocessed(bccd_subset, out, 32)
+    export_preprocessed(bccd_subset, out, 32, who="admin")
     smaller = bccd_subset.head(5)
-    result = export_preprocessed(smaller, out, 24)
+    result = export_preprocessed(smaller, out, 24, who="admin")
     pngs = list((out / "images").rglob("*.png"))
     assert result["written"] == len(pngs) == len(smaller)
     assert {Image.open(p).size for p in pngs} == {(24, 24)}
@@ -272,7 +272,7 @@ def test_export_settles_bad_files_and_clashing_names(tmp_path):
     manifest = scan(SourceSpec(str(tmp_path / "cells")))
     assert manifest["problem"].isna().all()  # a header-only scan cannot see the damage
 
-    result = export_preprocessed(manifest, tmp_path / "out", 16)
+    result = export_preprocessed(manifest, tmp_path / "out", 16, who="admin")
     table = pd.read_csv(result["csv"])
     assert result["written"] == 3 and result["skipped_problems"] == 1
     assert table["path"].str.lower().nunique() == 3
@@ -281,5 +281,5 @@ def test_export_settles_bad_files_and_clashing_names(tmp_path):
 
 def test_export_with_nothing_usable_writes_nothing(bccd_subset, tmp_path):
     with pytest.raises(ExportError, match="Nothing to export"):
-        export_preprocessed(bccd_subset.assign(label=None), tmp_path / "out", 32)
+        export_preprocessed(bccd_subset.assign(label=None), tmp_path / "out", 32, who="admin")
     assert not (tmp_path / "out").exists()

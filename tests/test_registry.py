@@ -17,10 +17,10 @@ def test_demos_are_listed_and_readable():
 
 
 def test_added_dataset_is_remembered_with_an_absolute_path():
-    registry.add_dataset("pbc", SourceSpec(str(SHARED_DATA / "blood_pbc")))
+    registry.add_dataset("pbc", SourceSpec(str(SHARED_DATA / "blood_pbc")), who="admin")
     spec = registry.list_datasets()["pbc"]
     assert spec.path == str((SHARED_DATA / "blood_pbc").resolve())
-    registry.remove_dataset("pbc")
+    registry.remove_dataset("pbc", who="admin")
     assert "pbc" not in registry.list_datasets()
 
 
@@ -31,12 +31,13 @@ def test_added_dataset_is_remembered_with_an_absolute_path():
 ])
 def test_bad_additions_are_refused(name, spec, message):
     with pytest.raises(SourceError, match=message):
-        registry.add_dataset(name, spec)
+        registry.add_dataset(name, spec, who="admin")
 
 
 def test_concurrent_adds_all_land():
     spec = SourceSpec(str(SHARED_DATA / "medmnist" / "breastmnist.npz"))
-    threads = [threading.Thread(target=registry.add_dataset, args=(f"set {i}", spec)) for i in range(8)]
+    threads = [threading.Thread(target=registry.add_dataset, args=(f"set {i}", spec), kwargs={"who": "admin"})
+               for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -52,7 +53,7 @@ def test_entries_written_before_class_names_image_folders_and_group_patterns_sti
     spec = registry.list_datasets()["breast"]
     assert spec.class_names == (("0", "malignant"), ("1", "benign"))
     assert set(list_items(spec)["label"]) == {"malignant", "benign"}
-    registry.add_dataset("again", spec)  # rewritten in the new form, read back the same
+    registry.add_dataset("again", spec, who="admin")  # rewritten in the new form, read back the same
     stored = json.loads((lumen_home / "datasets.json").read_text())["again"]
     assert stored["class_names"] == {"0": "malignant", "1": "benign"} and "label_names" not in stored
     assert registry.list_datasets()["again"] == spec
@@ -60,7 +61,7 @@ def test_entries_written_before_class_names_image_folders_and_group_patterns_sti
 
 def test_an_added_csv_keeps_its_image_folder_relative_to_the_csv(tmp_path):
     csv = write_course_csv(tmp_path / "course", per_class=2)
-    registry.add_dataset("course", SourceSpec(str(csv), image_root="images"))
+    registry.add_dataset("course", SourceSpec(str(csv), image_root="images"), who="admin")
     moved = tmp_path / "moved"
     (tmp_path / "course").rename(moved)  # the dataset folder moves with its CSV
     spec = registry.list_datasets()["course"]

@@ -12,8 +12,9 @@ CLASSES = ["GS", "nonGS"]
 
 @pytest.mark.parametrize("role, allowed", [
     ("viewer", {"browse"}),
-    ("annotator", {"browse", "annotate"}),
-    ("admin", {"browse", "annotate", "manage datasets", "adjudicate", "launch runs", "delete runs"}),
+    ("annotator", {"browse", "annotate", "download annotations"}),
+    ("admin", {"browse", "annotate", "download annotations", "manage datasets", "adjudicate", "launch runs",
+               "delete runs", "export data"}),
 ])
 def test_each_role_may_do_what_the_one_below_may_and_no_more(role, allowed):
     assert {action for action in roles.LEAST_ROLE if may(role, action)} == allowed

@@ -379,6 +379,6 @@ def test_data_roots_confine_sources_links_and_exports(tmp_path, monkeypatch):
     assert "outside the data roots" in listed.loc["b/x.png", "problem"]
     manifest = scan(SourceSpec(str(inside / "data")))
     with pytest.raises(ExportError, match="outside the data roots"):
-        export_preprocessed(manifest, outside / "export", 16)
+        export_preprocessed(manifest, outside / "export", 16, who="admin")
     monkeypatch.delenv("LUMEN_DATA_ROOTS")
     assert pd.isna(list_items(SourceSpec(str(inside / "data"))).set_index("id").loc["b/x.png", "problem"])

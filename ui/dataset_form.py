@@ -20,6 +20,7 @@ from core.sources import (
     suggest_image_root,
     with_class_names,
 )
+from ui.identity import current_reader
 from ui.state import select_dataset_next_run
 from ui.text import md
 
@@ -117,7 +118,7 @@ def _group_fields(spec: SourceSpec) -> dict[str, Any]:
 
 def _add(name: str, spec: SourceSpec, class_names: str) -> None:
     try:
-        registry.add_dataset(name, with_class_names(spec, class_names))
+        registry.add_dataset(name, with_class_names(spec, class_names), who=current_reader())
     except SourceError as exc:
         st.error(md(exc))
         return
