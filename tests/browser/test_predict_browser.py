@@ -5,11 +5,25 @@ from __future__ import annotations
 import pytest
 
 from core import external, prediction_jobs, rundir
-from tests.browser.server import wait_idle
+from tests.browser.server import free_port, start_app, stop_app, wait_idle
 from tests.browser.test_train_browser import choose, fill
 from tests.conftest import EXTERNAL_CENTRE, TRAIN_CENTRES, train_centre_run
 
 pytestmark = pytest.mark.browser
+
+@pytest.fixture(scope="module")
+def app_home(tmp_path_factory):
+    """A workspace of this module's own: its trained run must not change what the other browser
+    tests' shared app shows (a workspace with runs folds the Train page's "New run" form)."""
+    return tmp_path_factory.mktemp("lumen-home-predict")
+
+
+@pytest.fixture(scope="module")
+def app_url(app_home):
+    process, base_url = start_app(free_port(), app_home)
+    yield base_url
+    stop_app(process)
+
 
 GRID_TEXT_JS = """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')]
     .map(frame => frame.textContent).join('\\n')"""
