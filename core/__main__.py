@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def _run_dir(args: argparse.Namespace, config: dict[str, Any]) -> Path:
 
     if args.run_dir is None and "LOCAL_RANK" in os.environ:  # each torchrun process would make its own
         raise ConfigError("Under torchrun every process must write to the same run: pass --run-dir.")
-    run_dir = Path(args.run_dir) if args.run_dir else runs.create_runs({**config, "repeats": 1})[0]
+    run_dir = (Path(args.run_dir) if args.run_dir
+               else runs.create_runs({**config, "repeats": 1}, who=roles.operator())[0])
     run_dir.mkdir(parents=True, exist_ok=True)
     if not rundir.config_path(run_dir).exists():
         rundir.write_config(run_dir, config)
@@ -87,7 +89,7 @@ def _train_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"This config stands for {len(configs)} runs (repeats {config['repeats']}, "
                           f"{config['split']['folds']} fold(s)); --run-dir, --resume and torchrun take one: "
                           "train each run's own config.json, or leave them out.")
-    dirs = runs.create_runs(config)
+    dirs = runs.create_runs(config, who=roles.operator())
     logging.getLogger("lumen").info("%d runs, one after another: %s", len(dirs), ", ".join(d.name for d in dirs))
     codes = [_train_one(rundir.read_config(run_dir), run_dir, False, stop) for run_dir in dirs]
     return max(codes)
@@ -99,6 +101,13 @@ def _train_one(config: dict[str, Any], run_dir: Path, resume: bool, stop: thread
     from core.train.optim import select_device
 
     lead = int(os.environ.get("RANK", "0")) == 0
+    try:
+        runs.check_launcher(run_dir)  # whoever the app recorded as launching the run, checked again here
+    except PermissionError as exc:
+        if lead:
+            rundir.write_status(run_dir, state="failed", finished=time.time(), message=str(exc))
+        logging.getLogger("lumen").error("not trained: %s", exc)
+        return 1
     if lead:
         rundir.write_status(run_dir, pid=os.getpid(), state="queued", message="waiting for the device")
     logging.getLogger("lumen").info("run directory %s", run_dir)
@@ -129,8 +138,8 @@ def _study_command(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
     else:
-        study_dir = study.create_study(study.load_spec(args.config))
-        study.launch_study(study_dir)
+        study_dir = study.create_study(study.load_spec(args.config), who=roles.operator())
+        study.launch_study(study_dir, who=roles.operator())
         names = [row["run"] for row in study.read_record(study_dir)["runs"]]
         print(f"study {study_dir}: {len(names)} runs launched, queued on the device", flush=True)
         if args.detach:
@@ -153,10 +162,10 @@ def _slurm_command(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args, load_config(args.config))
     options = {key: value for key in ("partition", "gpus", "cpus", "mem", "time", "account", "nodes", "resume")
                if (value := getattr(args, key)) is not None}
-    script = slurm.write_sbatch(run_dir, **options)
+    script = slurm.write_sbatch(run_dir, who=roles.operator(), **options)
     print(f"{script}\n\n{script.read_text()}", flush=True)
     if args.submit:
-        print(f"submitted: SLURM job {slurm.submit(run_dir, **options)}")
+        print(f"submitted: SLURM job {slurm.submit(run_dir, who=roles.operator(), **options)}")
     return 0
 
 

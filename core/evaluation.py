@@ -17,6 +17,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from core import metrics, rundir, workspace
+from core.roles import Identity, require
 
 
 def default_positive(predictions: pd.DataFrame) -> str:
@@ -58,9 +59,12 @@ def _clean(value: SupportsFloat) -> float | None:
 
 
 def save_operating_point(run_dir: Path, positive: str, threshold: float, tuned_on: str, method: str,
-                         temperature: float = 1.0) -> dict[str, Any]:
+                         temperature: float = 1.0, *, who: Identity | str) -> dict[str, Any]:
     """The temperature is saved with the threshold: a threshold chosen on temperature-scaled scores
-    only means what it meant on those scores."""
+    only means what it meant on those scores. Admins only: the point decides for everyone (each
+    reader's predicted labels in Review, Grad-CAM's sets, prediction CSVs and bundles), so it is the
+    lab's choice for the model, like launching it, not one reader's."""
+    require(who, "save operating points")
     point = {"positive_class": positive, "threshold": float(threshold), "tuned_on": tuned_on,
              "method": method, "temperature": float(temperature), "saved": time.time()}
     workspace.atomic_write_json(rundir.operating_point_path(run_dir), point)

@@ -3,7 +3,8 @@
 This module is the only place that knows a run's files::
 
     config.json            the full run config
-    status.json            state (queued|running|finished|failed|cancelled), pid, times, epoch, message
+    status.json            state (queued|running|finished|failed|cancelled), pid, times, epoch, message,
+                           launched_by (who launched it, checked again by its process)
     splits.csv             the items the run trained on, in the image cache's order, and their splits
     metrics.jsonl          one JSON object per finished epoch
     checkpoints/last.pt    model, optimiser, scheduler, epoch, config, classes, preprocessor
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core import workspace
+from core.roles import Identity, from_record, to_record
 
 if TYPE_CHECKING:
     import numpy as np
@@ -187,6 +189,17 @@ def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
     status = {**read_status(run_dir), **fields, "updated": time.time()}
     workspace.atomic_write_json(status_path(run_dir), status)
     return status
+
+
+def write_launcher(run_dir: Path, who: Identity | str) -> None:
+    """Keep who launches the run, before its process starts and reads it."""
+    write_status(run_dir, launched_by=to_record(who))
+
+
+def read_launcher(run_dir: Path) -> Identity | None:
+    """Who launched the run from Lumen; None for a run nobody launched (one started at the shell)."""
+    record = read_status(run_dir).get("launched_by")
+    return None if record is None else from_record(record)
 
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:

@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import evaluation, metrics, rundir
+from core import evaluation, metrics, roles, rundir
 from core.review import with_predicted_items
 from core.runconfig import dataset_spec
 from core.sources import SourceError
 from ui import external_view
 from ui import threshold_figures as figs
 from ui.gallery import image_grid
+from ui.identity import current_reader
 from ui.router import ensure_router
 from ui.runs_picker import pick_run, predictions
 from ui.state import load_manifest
@@ -240,9 +241,12 @@ def operating_point() -> None:
         if saved:
             st.caption(f"Saved: {md(saved['positive_class'])} at {saved['threshold']:.4f}, tuned on "
                        f"{SPLIT_NAMES.get(saved['tuned_on'], saved['tuned_on'])} ({saved['method']}).")
-        if st.button("Save this operating point with the run", type="primary", icon=":material/save:"):
+        me = current_reader()
+        if not roles.may(me, "save operating points"):
+            st.caption("Saving the operating point needs the admin role: it decides for every reader and export.")
+        elif st.button("Save this operating point with the run", type="primary", icon=":material/save:"):
             evaluation.save_operating_point(run_dir, positive, threshold, tune,
-                                            "temperature-scaled" if calibrated else "raw scores", temperature)
+                                            "temperature-scaled" if calibrated else "raw scores", temperature, who=me)
             st.toast(f"Saved {md(positive)} at {threshold:.4f}.")
             st.rerun(scope="app")
         point = {"positive_class": positive, "threshold": threshold, "tuned_on": tune, "temperature": temperature}

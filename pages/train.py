@@ -25,12 +25,12 @@ SELECTED_KEY = "train_selected_run"
 
 def _launch(overrides: dict) -> None:
     try:
-        dirs = runs.create_runs(overrides)
+        dirs = runs.create_runs(overrides, who=me)
     except (ConfigError, SourceError) as exc:
         st.error(f"The run was not started: {md(exc)}")
         return
     for run_dir in dirs:
-        runs.launch(run_dir)
+        runs.launch(run_dir, who=me)
     st.session_state[SELECTED_KEY] = dirs[0].name
     st.toast(f"Started {len(dirs)} run(s): {', '.join(d.name for d in dirs)}")
 
@@ -62,17 +62,17 @@ def _actions(run_dir: Path, current: dict) -> None:
     row = st.container(horizontal=True)
     if state in rundir.ACTIVE:
         if row.button("Cancel run", icon=":material/stop:", key=f"cancel_{run_dir.name}"):
-            runs.cancel(run_dir)
+            runs.cancel(run_dir, who=me)
             st.toast("Cancelling: the run stops at the next batch.")
     elif state in ("cancelled", "failed"):
         if row.button("Resume run", icon=":material/replay:", key=f"resume_{run_dir.name}"):
-            runs.resume(run_dir)
+            runs.resume(run_dir, who=me)
             st.toast("Resumed from the last finished epoch.")
             st.rerun()
     if roles.may(me, "delete runs") and state not in rundir.ACTIVE and run_dir not in rundir.demo_runs():
         if row.button("Delete run", icon=":material/delete:", key=f"delete_{run_dir.name}"):
             try:
-                runs.delete(run_dir, me.role)
+                runs.delete(run_dir, who=me)
             except (ValueError, PermissionError) as exc:
                 st.error(str(exc))
             else:

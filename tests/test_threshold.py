@@ -167,7 +167,7 @@ def test_a_threshold_saved_on_scaled_scores_decides_on_scaled_scores(home, monke
 
     fresh = open_page("pages/threshold.py", home, monkeypatch, "b-binary")
     assert fresh.toggle(key="thr_temp_b-binary").value  # reopened as it was saved
-    evaluation.save_operating_point(run_dir, positive, 0.5, "val", "raw scores")  # leave the run as found
+    evaluation.save_operating_point(run_dir, positive, 0.5, "val", "raw scores", who="admin")  # leave the run as found
 
 
 def test_multiclass_report_is_scikit_learns(home, capsys):

@@ -73,7 +73,7 @@ def test_cancel_and_resume_from_the_page():
     at.run()
     at.button(key=f"resume_{run_dir.name}").click().run()
     assert runs.status(run_dir)["state"] in rundir.ACTIVE
-    runs.cancel(run_dir)
+    runs.cancel(run_dir, who="admin")
     assert runs.wait(run_dir, timeout=120)["state"] == "cancelled"
 
 
