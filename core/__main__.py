@@ -170,22 +170,74 @@ def _slurm_command(args: argparse.Namespace) -> int:
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
-    from core.evaluation import evaluate_run
+    """A run's metrics at a threshold: given, saved, or chosen by --tune on another split (and --save'd)."""
+    from core import evaluation
+
+    run_dir = Path(args.run_dir)
+    try:
+        if args.tune:
+            if args.threshold is not None:
+                raise ValueError("--tune chooses the threshold: leave out --threshold.")
+            tuned = evaluation.tune_run(run_dir, args.tune, args.on, args.split, args.positive, args.set)
+            report = tuned["report"]
+        else:
+            if args.save:
+                raise ValueError("--save saves a threshold chosen by --tune: add --tune.")
+            tuned, report = None, evaluation.evaluate_run(run_dir, args.split, args.threshold, args.positive, args.set)
+        if args.roc:
+            roc = evaluation.roc_points(run_dir, report["split"], report["positive_class"], args.set)
+            roc.to_csv(args.roc, index=False)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if tuned and args.save:
+        tuned["saved"] = evaluation.save_operating_point(run_dir, tuned["positive_class"], tuned["threshold"],
+                                                         args.on, "raw scores")
+    if tuned and args.on == report["split"]:
+        print(f"warning: tuned and reported on the same split ({args.on}): its figures are optimistic",
+              file=sys.stderr)
+    if args.json:
+        print(json.dumps(tuned or report, indent=2))
+        return 0
+    if tuned:
+        print(f"{tuned['rule']} on {args.on}: threshold {tuned['threshold']:.4f}" + (
+              " (saved with the run)" if args.save else ""))
+        _print_binary(tuned["tuning"])
+    _print_binary(report)
+    if "multiclass" in report:
+        _print_multiclass(report["multiclass"])
+    if args.roc:
+        print(f"wrote {len(roc)} ROC points of {report['split']} to {args.roc}")
+    return 0
+
+
+def _print_binary(report: dict[str, Any]) -> None:
+    m = report["metrics"]
+    print(f"{report['run']} {report['split']}: positive {report['positive_class']}, threshold "
+          f"{report['threshold']:.4f} ({report['threshold_source']}); sensitivity {m['sensitivity']:.3f}, "
+          f"specificity {m['specificity']:.3f}, ROC AUC {report['roc_auc']:.4f}")
+
+
+def _compare_command(args: argparse.Namespace) -> int:
+    """Two runs on the same items: DeLong's test of the AUC difference, McNemar's at the saved points."""
+    from core import paired
 
     try:
-        report = evaluate_run(Path(args.run_dir), args.split, args.threshold, args.positive, args.set)
+        report = paired.compare_runs(Path(args.run_a), Path(args.run_b), args.split)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report, indent=2))
-    else:
-        m = report["metrics"]
-        print(f"{report['run']} {report['split']}: positive {report['positive_class']}, threshold "
-              f"{report['threshold']:.4f} ({report['threshold_source']}); sensitivity {m['sensitivity']:.3f}, "
-              f"specificity {m['specificity']:.3f}, ROC AUC {report['roc_auc']:.4f}")
-        if "multiclass" in report:
-            _print_multiclass(report["multiclass"])
+        return 0
+    d, m = report["delong"], report["mcnemar"]
+    print(f"{report['split']} split: {report['n']} items, {report['positives']} {report['positive_class']}; "
+          f"A = {report['runs']['a']}, B = {report['runs']['b']}")
+    print(f"ROC AUC: A {d['auc_a']:.4f}, B {d['auc_b']:.4f}; A - B = {d['difference']:+.4f} (95% interval "
+          f"{d['ci_95'][0]:+.4f} to {d['ci_95'][1]:+.4f}), DeLong z = {d['z']:.2f}, p = {d['p_value']:.4g}")
+    print(f"accuracy at the saved thresholds (A {report['thresholds']['a']:.4f}, B {report['thresholds']['b']:.4f}): "
+          f"A {m['accuracy_a']:.3f}, B {m['accuracy_b']:.3f}; only A right {m['only_a_correct']}, only B right "
+          f"{m['only_b_correct']}, McNemar exact p = {m['p_value']:.4g}")
     return 0
 
 
@@ -361,8 +413,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            "its rows labelled with one of the run's classes")
     eval_parser.add_argument("--threshold", type=float)
     eval_parser.add_argument("--positive", help="the positive class (default: the saved one, else the rarer)")
+    eval_parser.add_argument("--tune", metavar="RULE", help="choose the threshold on --on by youden, f1, "
+                             "sensitivity=T or specificity=T, and report it on --split")
+    eval_parser.add_argument("--on", default="val", help="the split --tune chooses on (default val)")
+    eval_parser.add_argument("--save", action="store_true", help="save the tuned threshold as the run's operating "
+                             "point (as the Threshold page's Save does)")
+    eval_parser.add_argument("--roc", metavar="FILE.csv", help="write the ROC points (fpr, tpr, threshold) of the "
+                             "reported split")
     eval_parser.add_argument("--json", action="store_true")
     eval_parser.set_defaults(handler=_evaluate_command)
+    compare_parser = commands.add_parser("compare", help="two runs on the same test items: DeLong's test of the "
+                                         "AUC difference and McNemar's at their saved operating points")
+    compare_parser.add_argument("run_a")
+    compare_parser.add_argument("run_b")
+    compare_parser.add_argument("--split", default="test")
+    compare_parser.add_argument("--json", action="store_true")
+    compare_parser.set_defaults(handler=_compare_command)
     predict_parser = commands.add_parser("predict", help="a run's best model on new images: a prediction set "
                                          "stored in the run and a CSV")
     predict_parser.add_argument("run_dir")
