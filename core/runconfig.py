@@ -76,7 +76,9 @@ class Augment(_Part):
     rotate90: bool = True
     rotation: float = Field(default=0.0, ge=0, le=180)  # degrees either way
     shift: float = Field(default=0.0, ge=0, lt=0.5)  # share of the image size
-    color_jitter: float = Field(default=0.0, ge=0, lt=1)
+    color_jitter: float = Field(default=0.0, ge=0, lt=1)  # brightness and contrast, each by up to this share
+    saturation: float = Field(default=0.0, ge=0, lt=1)  # saturation by up to this share (torchvision's ColorJitter)
+    hue: float = Field(default=0.0, ge=0, le=0.5)  # hue shift by up to this share of the colour circle
 
 
 class Model(_Part):
