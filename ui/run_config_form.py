@@ -152,24 +152,37 @@ def _optimisation_section() -> dict:
             "imbalance": imbalance, "seed": seed, "repeats": repeats, "device": device}
 
 
-def run_config_form(dataset_name: str, spec: SourceSpec, blocked: str | None = None) -> dict | None:
-    """Draw the fields (plain widgets, so the model's notes follow the choice at once); return the
-    config overrides when the user presses Launch. `blocked` says why this dataset cannot train:
-    it is shown and Launch is disabled, rather than a run failing at once."""
-    with st.container(border=True):
-        st.markdown(f"**Dataset:** {md(dataset_name)} (change it in the sidebar)")
-        if blocked:
-            st.warning(blocked)
-        model = _model_section()
-        split, preprocess, augment = _data_section()
-        subset = _subset_section()
-        rest = _optimisation_section()
-        launched = st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train_launch",
-                             disabled=blocked is not None)
-    if not launched:
-        return None
-    if model["pretrained"] != "auto" and not Path(model["pretrained"]).expanduser().is_file():
-        st.error("The weights file does not exist: the run was not launched.")
-        return None
+def run_config_fields(dataset_name: str, spec: SourceSpec, blocked: str | None = None) -> dict:
+    """Draw the fields (plain widgets, so the model's notes follow the choice at once) and return the
+    config overrides they make; one run and a study's base config come from the same fields.
+    `blocked` says why this dataset cannot train, shown above them."""
+    st.markdown(f"**Dataset:** {md(dataset_name)} (change it in the sidebar)")
+    if blocked:
+        st.warning(blocked)
+    model = _model_section()
+    split, preprocess, augment = _data_section()
+    subset = _subset_section()
+    rest = _optimisation_section()
     return {"name": "", "dataset": {"name": dataset_name, "source": spec.to_dict()}, "split": split,
             "subset": subset, "preprocess": preprocess, "augment": augment, "model": model, **rest}
+
+
+def weights_file_missing(overrides: dict) -> bool:
+    """A weights file was named that is not there: said at launch, and nothing is launched."""
+    weights = overrides["model"]["pretrained"]
+    missing = weights != "auto" and not Path(weights).expanduser().is_file()
+    if missing:
+        st.error("The weights file does not exist: the run was not launched.")
+    return missing
+
+
+def run_config_form(dataset_name: str, spec: SourceSpec, blocked: str | None = None) -> dict | None:
+    """The fields and Launch; return the config overrides when the user presses Launch. When
+    `blocked`, Launch is disabled, rather than a run failing at once."""
+    with st.container(border=True):
+        overrides = run_config_fields(dataset_name, spec, blocked)
+        launched = st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train_launch",
+                             disabled=blocked is not None)
+    if not launched or weights_file_missing(overrides):
+        return None
+    return overrides
