@@ -300,6 +300,13 @@ def _predict_job_command(args: argparse.Namespace) -> int:
     return prediction_jobs.run_job(Path(args.run_dir), args.name)
 
 
+def _verify_job_command(args: argparse.Namespace) -> int:
+    """A verification job the app launched: its source, progress and result live in its job file."""
+    from core import verify_jobs
+
+    return verify_jobs.run_job(Path(args.job_file))
+
+
 def _bundle_command(args: argparse.Namespace) -> int:
     """The run's best model as a folder that predicts without Lumen (see core.bundle)."""
     from core import bundle
@@ -447,6 +454,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     job_parser.add_argument("run_dir")
     job_parser.add_argument("name", help="the prediction set's name")
     job_parser.set_defaults(handler=_predict_job_command)
+    verify_parser = commands.add_parser("verify-job", help="run a verification job the app launched (full decode "
+                                        "of a source's files; its source and progress are in the job file)")
+    verify_parser.add_argument("job_file")
+    verify_parser.set_defaults(handler=_verify_job_command)
     bundle_parser = commands.add_parser("bundle", help="the run's best model as a folder that predicts without Lumen")
     bundle_parser.add_argument("run_dir")
     bundle_parser.add_argument("--out", required=True, help="the folder to write (created; must be new or empty)")
