@@ -192,7 +192,8 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         return 2
     if tuned and args.save:
         tuned["saved"] = evaluation.save_operating_point(run_dir, tuned["positive_class"], tuned["threshold"],
-                                                         args.on, "raw scores")
+                                                         args.on, "raw scores",
+                                                         who=roles.operator())
     if tuned and args.on == report["split"]:
         print(f"warning: tuned and reported on the same split ({args.on}): its figures are optimistic",
               file=sys.stderr)

@@ -39,11 +39,11 @@ def _launch(overrides: dict) -> None:
 
 def _launch_study(spec: study.StudySpec) -> None:
     try:
-        study_dir = study.create_study(spec)
+        study_dir = study.create_study(spec, who=me)
     except (ConfigError, SourceError) as exc:
         st.error(f"The study was not started: {md(exc)}")
         return
-    launched = study.launch_study(study_dir)
+    launched = study.launch_study(study_dir, who=me)
     st.session_state[PICKER_KEY] = study_dir
     st.toast(f"Started the study {study_dir.name}: {len(launched)} runs, queued on the device.")
 
