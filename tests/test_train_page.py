@@ -106,7 +106,7 @@ def test_a_weights_file_of_ones_own(tmp_path):
 def test_a_subset_from_the_form_and_the_split_table_of_what_was_kept(monkeypatch):
     from core import train
 
-    monkeypatch.setattr(runs, "launch", lambda run_dir: None)  # trained below, in this process
+    monkeypatch.setattr(runs, "launch", lambda run_dir, who: None)  # trained below, in this process
     at = open_train_page()
     assert at.number_input(key="train_subset_fraction").value is None  # the config's default: all of it
     set_tiny(at, epochs=1)
