@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core import evaluation, rundir
 from core.registry import DEMO_DATASETS
 from tests.conftest import ROOT, open_page, train_tiny_run
+from tests.test_identity import AUTH, ROLES
 
 GLOMERULI, BCCD = list(DEMO_DATASETS.values())[:2]
 
@@ -56,6 +57,21 @@ def test_suggested_threshold_applies_in_one_click(at):
     is_pos, scores = evaluation.binary_scores(preds, "GS", "val")
     expected = metrics.youden_threshold(metrics.Curve.from_scores(is_pos, scores))
     assert _slider(at).value == pytest.approx(np.floor(expected * 1e4) / 1e4)
+
+
+@pytest.mark.parametrize("email", ["vera@lab.org", "ann@lab.org"])
+def test_below_admin_the_operating_point_is_shown_but_cannot_be_saved(home, monkeypatch, email):
+    """The point decides for every reader and export, so an annotator may tune it here, not save it."""
+    monkeypatch.setenv("LUMEN_HOME", str(home))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.secrets = {"auth": AUTH, "lumen": {"roles": {**ROLES, "ann@lab.org": "annotator"}}}
+    at.user = {"is_logged_in": True, "email": email}
+    at.session_state["analysis_run"] = "b-binary"
+    at.switch_page("pages/threshold.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _table(at) is not None and _slider(at) is not None  # the page itself is there
+    assert not [b for b in at.button if "Save this operating point" in b.label]
+    assert any("operating point needs the admin role" in c.value for c in at.caption)
 
 
 def test_tuning_on_test_warns(at):
