@@ -39,5 +39,6 @@ def paired_test(run_a: Path, run_b: Path) -> None:
                                 for name in (report["runs"]["a"], report["runs"]["b"], "difference")}
                  | {"p-value": st.column_config.NumberColumn(format="%.4f")})
     st.caption("DeLong: is the ROC AUC difference larger than these items give by chance? McNemar: of the items "
-               "exactly one run classifies right at its saved threshold, is the split far from even? A p-value "
+               "exactly one run classifies right at its saved threshold (only one right: the first run's / the "
+               "second's), is the split far from even? A p-value "
                "over 0.05 means these items cannot tell the runs apart.")
