@@ -37,7 +37,7 @@ def paired_test(run_a: Path, run_b: Path) -> None:
     st.dataframe(paired.table(report), hide_index=True, width="stretch",
                  column_config={name: st.column_config.NumberColumn(format="%.3f")
                                 for name in (report["runs"]["a"], report["runs"]["b"], "difference")}
-                 | {"p-value": st.column_config.NumberColumn(format="%.4f")})
+                 | {"p-value": st.column_config.NumberColumn(format="%.3g")})
     st.caption("DeLong: is the ROC AUC difference larger than these items give by chance? McNemar: of the items "
                "exactly one run classifies right at its saved threshold (only one right: the first run's / the "
                "second's), is the split far from even? A p-value "
