@@ -242,6 +242,34 @@ def _compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _baseline_command(args: argparse.Namespace) -> int:
+    """Fit the pixel logistic regression on the run's items (core.baseline) and set it beside the run."""
+    from core import baseline, paired, rundir
+
+    run_dir = Path(args.run_dir)
+    try:
+        record = baseline.fit_baseline(run_dir, args.side or baseline.SIDE)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    print(f"{record['model']}; C on validation: " + ", ".join(f"{row['C']:g} (AUC {row['val AUC']:.3f})"
+                                                              for row in record["grid"]))
+    for who, figures in (("baseline", record["baseline"]), (record["run"], record["run test"])):
+        print(f"{who}: test AUC {figures['test AUC']:.4f}, accuracy {figures['test accuracy']:.3f} "
+              f"({figures['test n']:.0f} items)")
+    print(f"wrote {rundir.baseline_dir(run_dir)}")
+    try:
+        d = paired.compare_runs(run_dir, rundir.baseline_dir(run_dir))["delong"]
+        print(f"run - baseline AUC {d['difference']:+.4f} (95% interval {d['ci_95'][0]:+.4f} to {d['ci_95'][1]:+.4f}), "
+              f"DeLong p = {d['p_value']:.4g}; more: python -m core compare {run_dir} {rundir.baseline_dir(run_dir)}")
+    except ValueError as exc:
+        print(f"no paired test: {exc}")
+    return 0
+
+
 def _print_multiclass(report: dict[str, Any]) -> None:
     """All classes at once: accuracy, balanced accuracy and scikit-learn's per-class table."""
     from core.evaluation import per_class_table
@@ -437,6 +465,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare_parser.add_argument("--split", default="test")
     compare_parser.add_argument("--json", action="store_true")
     compare_parser.set_defaults(handler=_compare_command)
+    baseline_parser = commands.add_parser("baseline", help="a pixel logistic regression on the run's items, C chosen "
+                                          "on validation, its test figures beside the run's")
+    baseline_parser.add_argument("run_dir")
+    baseline_parser.add_argument("--side", type=int, help="pixels per side of the images it sees (default 32)")
+    baseline_parser.add_argument("--json", action="store_true")
+    baseline_parser.set_defaults(handler=_baseline_command)
     predict_parser = commands.add_parser("predict", help="a run's best model on new images: a prediction set "
                                          "stored in the run and a CSV")
     predict_parser.add_argument("run_dir")

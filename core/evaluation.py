@@ -174,9 +174,10 @@ def tune_run(run_dir: Path, rule: str, on: str = "val", split: str = "test", pos
     threshold = tuned_threshold(metrics.Curve.from_scores(*binary_scores(predictions, positive, on)), rule)
     if threshold is None:
         raise ValueError(f"No threshold meets '{rule}' on the {on} split for {positive}.")
+    source = {"threshold_source": f"{rule} on {on}"}
     return {"rule": rule, "tuned_on": on, "positive_class": positive, "threshold": threshold,
-            "tuning": evaluate_run(run_dir, on, threshold, positive),
-            "report": evaluate_run(run_dir, split, threshold, positive, prediction_set)}
+            "tuning": {**evaluate_run(run_dir, on, threshold, positive), **source},
+            "report": {**evaluate_run(run_dir, split, threshold, positive, prediction_set), **source}}
 
 
 def roc_points(run_dir: Path, split: str, positive: str, prediction_set: str | None = None) -> pd.DataFrame:

@@ -112,15 +112,14 @@ def compare_runs(run_a: Path, run_b: Path, split: str = "test") -> dict[str, Any
 
 def table(report: dict[str, Any]) -> pd.DataFrame:
     """The report as rows a person reads: each test, each run's figure, the difference (with its
-    interval for the AUC, the discordant items for McNemar) and the p-value."""
+    interval for the AUC; for McNemar, the items only the first / only the second run gets right)
+    and the p-value."""
     d, m, runs = report["delong"], report["mcnemar"], report["runs"]
     return pd.DataFrame([
         {"test": "DeLong (ROC AUC)", runs["a"]: d["auc_a"], runs["b"]: d["auc_b"], "difference": d["difference"],
-         "95% interval": f"{d['ci_95'][0]:.3f} to {d['ci_95'][1]:.3f}", "discordant items": "",
+         "95% interval": f"{d['ci_95'][0]:.3f} to {d['ci_95'][1]:.3f}", "only one right": "",
          "p-value": d["p_value"]},
         {"test": "McNemar (accuracy at the saved thresholds)", runs["a"]: m["accuracy_a"], runs["b"]: m["accuracy_b"],
-         "difference": m["accuracy_a"] - m["accuracy_b"],
-         "95% interval": "", "discordant items": f"{m['only_a_correct']} only {runs['a']} right, "
-                                                    f"{m['only_b_correct']} only {runs['b']} right",
-         "p-value": m["p_value"]},
+         "difference": m["accuracy_a"] - m["accuracy_b"], "95% interval": "",
+         "only one right": f"{m['only_a_correct']} / {m['only_b_correct']}", "p-value": m["p_value"]},
     ])

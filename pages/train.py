@@ -12,6 +12,7 @@ from core.runconfig import ConfigError
 from core.scanning import usable
 from core.sources import SourceError
 from core.splits import split_table
+from ui import paired_view
 from ui.identity import current_reader
 from ui.router import ensure_router
 from ui.run_config_form import run_config_fields, run_config_form, weights_file_missing
@@ -159,6 +160,8 @@ def _compare(table: pd.DataFrame) -> None:
     paths = table.set_index("run")["path"]
     dirs = [Path(paths[name]) for name in chosen]
     st.dataframe(runs.compare(dirs), hide_index=True, width="stretch")
+    if len(dirs) == 2:
+        paired_view.paired_test(*dirs)
     fig = go.Figure()
     for run_dir in dirs:
         metrics = rundir.read_metrics(run_dir)

@@ -90,7 +90,7 @@ def test_mcnemar_counts_the_discordant_pairs():
 def test_cli_compare_matches_the_tests_on_the_runs_predictions(home, monkeypatch, cli):
     monkeypatch.setenv("LUMEN_HOME", str(home))
     first, second = home / "runs" / "one-epoch", home / "runs" / "three-epochs"
-    evaluation.save_operating_point(second, "GS", 0.3, "val", "raw scores")
+    evaluation.save_operating_point(second, "GS", 0.3, "val", "raw scores", who="admin")
     result = cli("compare", first, second, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -127,3 +127,21 @@ def test_cli_compare_refuses_runs_on_different_items(home, tmp_path, monkeypatch
     assert result.returncode == 2 and "different labels" in result.stderr
     missing = cli("compare", home / "runs" / "one-epoch", fewer, "--split", "holdout")
     assert missing.returncode == 2 and "no 'holdout' split" in missing.stderr
+
+
+def test_train_page_shows_the_paired_test_of_two_chosen_runs(home, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("LUMEN_HOME", str(home))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/train.py").run()
+    at.multiselect(key="train_compare").select("one-epoch").select("three-epochs").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = next(df.value for df in at.dataframe if "p-value" in df.value.columns)
+    expected = paired.compare_runs(home / "runs" / "one-epoch", home / "runs" / "three-epochs")
+    assert shown.loc[0, "p-value"] == pytest.approx(expected["delong"]["p_value"])
+    assert shown.loc[1, "p-value"] == pytest.approx(expected["mcnemar"]["p_value"])
+    assert any(f"same {expected['n']} test items" in m.value for m in at.markdown)

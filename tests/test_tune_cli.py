@@ -35,6 +35,7 @@ def test_youden_on_val_is_reported_on_test(run_dir, cli):
     called = s_val >= threshold
     assert called[y_val].mean() - called[~y_val].mean() == pytest.approx((tpr - fpr).max())  # largest J
     assert tuned["tuned_on"] == "val" and tuned["tuning"]["split"] == "val"
+    assert tuned["report"]["threshold_source"] == "youden on val"
     y_test, s_test = _split(run_dir, "test")
     assert tuned["report"]["split"] == "test" and tuned["report"]["threshold"] == threshold
     assert tuned["report"]["confusion_matrix"] == confusion_matrix(y_test, s_test >= threshold,
