@@ -135,6 +135,9 @@ def log_path(run_dir: Path) -> Path:
     return Path(run_dir) / "log.txt"
 
 
+LOG_FORMAT = "[lumen] %(message)s"  # of log.txt's lines, and of `python -m core train`'s output
+
+
 def shipped_files(run_dir: Path) -> list[Path]:
     """What a finished run consists of, for copying one (the embedded demo run)."""
     return [config_path(run_dir), status_path(run_dir), splits_path(run_dir), metrics_path(run_dir),
