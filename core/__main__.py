@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from core import roles
 from core.runconfig import ConfigError, load_config
@@ -78,8 +78,9 @@ def _train_command(args: argparse.Namespace) -> int:
     from core import rundir, runs
     from core.runconfig import run_configs
 
-    config = load_config(args.config)  # first: a config it refuses leaves the caller's logging as it was
-    logging.basicConfig(level=logging.INFO, format="[lumen] %(message)s", stream=sys.stdout, force=True)
+    # first: a config it refuses leaves the caller's logging as it was
+    config = _resumed_config(args) if args.resume else load_config(args.config or _needs("--config"))
+    logging.basicConfig(level=logging.INFO, format=rundir.LOG_FORMAT, stream=sys.stdout, force=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     configs = run_configs(config)
@@ -95,9 +96,42 @@ def _train_command(args: argparse.Namespace) -> int:
     return max(codes)
 
 
+def _needs(option: str) -> NoReturn:
+    raise ConfigError(f"train needs {option}.")
+
+
+def _resumed_config(args: argparse.Namespace) -> dict[str, Any]:
+    """--resume continues the run's own config.json; a --config that differs from it is refused
+    unless --force-config, which makes it the run's config from then on."""
+    from core import rundir
+    from core.runconfig import changed_fields
+
+    stored_path = rundir.config_path(Path(args.run_dir or _needs("--run-dir with --resume (the run to continue)")))
+    if not stored_path.exists():
+        return load_config(args.config or _needs(f"--config: {stored_path} does not exist"))
+    stored = load_config(stored_path)
+    given = load_config(args.config) if args.config else stored
+    changed = changed_fields(stored, given)
+    if changed and not args.force_config:
+        raise ConfigError(f"--config differs from the run's own config ({stored_path}) in {', '.join(changed)}. "
+                          "Resuming continues the run as it was configured: leave out --config, or add "
+                          "--force-config to continue with the new one (it replaces the run's config.json).")
+    if changed:
+        rundir.write_config(stored_path.parent, given)
+    return given
+
+
 def _train_one(config: dict[str, Any], run_dir: Path, resume: bool, stop: threading.Event) -> int:
-    """One run in this process, behind the device's queue (torchrun's launcher owns the devices itself)."""
-    from core import rundir, runs, train  # torch is imported only for this command
+    """One run in this process, its log lines also in the run's log.txt."""
+    from core import train  # torch is imported only for this command
+
+    with train.logged_to_file(run_dir):
+        return _queued_run(config, run_dir, resume, stop)
+
+
+def _queued_run(config: dict[str, Any], run_dir: Path, resume: bool, stop: threading.Event) -> int:
+    """One run behind the device's queue (torchrun's launcher owns the devices itself)."""
+    from core import rundir, runs, train
     from core.train.optim import select_device
 
     lead = int(os.environ.get("RANK", "0")) == 0
@@ -438,9 +472,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     scan_parser.add_argument("--json", action="store_true", help="print one JSON object")
     scan_parser.set_defaults(handler=_scan_command)
     train_parser = commands.add_parser("train", help="train one run from a config file")
-    train_parser.add_argument("--config", required=True, help="a run config (JSON); see core/runconfig.py")
+    train_parser.add_argument("--config", help="a run config (JSON); see core/runconfig.py. With --resume: "
+                                                "the run's own config.json unless given")
     train_parser.add_argument("--run-dir", help="where to write the run (default: a new folder in the workspace)")
-    train_parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    train_parser.add_argument("--resume", action="store_true", help="continue the --run-dir from its last checkpoint")
+    train_parser.add_argument("--force-config", action="store_true",
+                              help="with --resume: continue with --config even where it differs from the run's own")
     train_parser.set_defaults(handler=_train_command)
     eval_parser = commands.add_parser("evaluate", help="metrics of a run at its saved (or a given) threshold")
     eval_parser.add_argument("run_dir")

@@ -336,6 +336,20 @@ def run_configs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
             for repeat in range(base["repeats"]) for fold in folds]
 
 
+def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted names of the fields whose values differ ("optimiser.lr"); dataset.source and
+    model.options count as one field each, as they are replaced whole."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        name, before, after = f"{prefix}{key}", old.get(key), new.get(key)
+        whole = name in ("dataset.source", "model.options")
+        if isinstance(before, Mapping) and isinstance(after, Mapping) and not whole:
+            changed += changed_fields(before, after, f"{name}.")
+        elif before != after:
+            changed.append(name)
+    return changed
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """make_config of a JSON file; fields added since the file was written get their defaults."""
     try:

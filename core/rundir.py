@@ -147,6 +147,9 @@ def baseline_record_path(run_dir: Path) -> Path:
     return baseline_dir(run_dir) / "baseline.json"
 
 
+LOG_FORMAT = "[lumen] %(message)s"  # of log.txt's lines, and of `python -m core train`'s output
+
+
 def shipped_files(run_dir: Path) -> list[Path]:
     """What a finished run consists of, for copying one (the embedded demo run)."""
     return [config_path(run_dir), status_path(run_dir), splits_path(run_dir), metrics_path(run_dir),
