@@ -51,7 +51,7 @@ def summary(curve: metrics.Curve, threshold: float, n_boot: int = 2000) -> dict[
         "threshold": float(threshold), "n": curve.n, "positives": curve.n_pos, "negatives": curve.n_neg,
         "confusion_matrix": metrics.confusion_matrix(counts).tolist(),
         "metrics": {k: _clean(v) for k, v in metrics.rates(counts).items()},
-        "intervals_95": metrics.bootstrap_intervals(counts, n_boot=n_boot) if n_boot else {},
+        "intervals_95": metrics.intervals(counts, n_boot=n_boot),
         "roc_auc": _clean(curve.roc_auc()), "average_precision": _clean(curve.average_precision()),
     }
 
