@@ -122,7 +122,7 @@ def column_title(column: str) -> str:
 
 def breakdown(run_dir: Path, name: str, column: str) -> pd.DataFrame:
     """Per value of `column`: n, positives, ROC AUC, sensitivity and specificity at the saved point,
-    each with its 95% interval (AUC: stratified bootstrap; rates: as core.metrics.bootstrap_intervals)."""
+    each with its 95% interval (AUC: stratified bootstrap; rates: as core.metrics.intervals)."""
     rows = set_rows(run_dir, name)
     if column not in rows:
         raise ValueError(f"The prediction set '{name}' has no column '{column_title(column)}'.")

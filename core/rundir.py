@@ -16,6 +16,8 @@ This module is the only place that knows a run's files::
     operating_point.json   the saved decision (positive class, threshold, temperature)
     features.npz, embeddings/    the best model's features and their 2-D layouts
     job.sbatch, log.txt    the SLURM job script, the job's own output
+    baseline/              a pixel logistic regression on the same items (core.baseline): its
+                           predictions.parquet, as a run's, and baseline.json (C grid, chosen C, figures)
 
 Every write goes through `workspace.atomic_write` (a unique temporary file, fsync, rename), so a
 reader never sees half a file and a killed job never leaves a corrupt one.
@@ -135,6 +137,17 @@ def sbatch_path(run_dir: Path) -> Path:
 
 def log_path(run_dir: Path) -> Path:
     return Path(run_dir) / "log.txt"
+
+
+def baseline_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "baseline"
+
+
+def baseline_record_path(run_dir: Path) -> Path:
+    return baseline_dir(run_dir) / "baseline.json"
+
+
+LOG_FORMAT = "[lumen] %(message)s"  # of log.txt's lines, and of `python -m core train`'s output
 
 
 def shipped_files(run_dir: Path) -> list[Path]:

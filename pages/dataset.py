@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import registry, roles
+from core import registry, roles, verify_jobs
 from core.groups import suggest_grouping
 from core.sources import SourceError, SourceSpec
 from core.splits import assign_splits, duplicate_groups, imbalance_ratio, leakage_report, split_table
@@ -18,7 +18,7 @@ from ui.identity import current_reader
 from ui.router import ensure_router
 from ui.state import clear_manifest_cache, current_dataset, load_manifest
 from ui.text import md
-from ui.verify import forget, verification_job
+from ui.verify import ensure_verification, show_verification
 
 ensure_router()
 
@@ -40,13 +40,12 @@ def _header(name, spec) -> None:
 
 
 def _load_or_explain(name, spec):
-    """The manifest, its verification job and whether this manifest already carries the job's
-    results (read once: the job may finish while the page draws); or a clear error with a way out
-    when the source cannot be read."""
+    """The manifest (with the verification job's results once it has finished) and that job, started
+    when files wait for it; or a clear error with a way out when the source cannot be read."""
     try:
-        job = verification_job(spec)
-        verified = job.finished.is_set() and not job.error
-        return load_manifest(spec, verify=verified), job, verified
+        job = verify_jobs.status(spec)
+        manifest = load_manifest(spec, facts_version=job.get("finished"))
+        return manifest, ensure_verification(spec, manifest, job)
     except SourceError as exc:
         st.error(f"This dataset cannot be read: {md(exc)}")
         if (name not in registry.DEMO_DATASETS and roles.may(current_reader(), "manage datasets")
@@ -56,16 +55,7 @@ def _load_or_explain(name, spec):
         st.stop()
 
 
-@st.fragment(run_every=1.0)
-def _verification_progress(job) -> None:
-    if job.finished.is_set():
-        st.rerun(scope="app")  # the manifest now carries the decode results
-    share = job.done / job.total if job.total else 0.0
-    st.progress(share, text=f"Verifying every image by decoding it: {job.done:,} of {job.total:,} "
-                            "(headers are shown meanwhile)")
-
-
-def _headline(manifest, summary, job, verified: bool) -> None:
+def _headline(manifest, summary, spec, job) -> None:
     cols = st.columns(6)
     cols[0].metric("Items", f"{summary['items']:,}")
     cols[1].metric("Usable for training", f"{summary['usable']:,}")
@@ -75,12 +65,7 @@ def _headline(manifest, summary, job, verified: bool) -> None:
                    help="Largest class count over smallest, usable items")
     cols[4].metric("Problems", len(summary["problems"]))
     cols[5].metric("Unlabelled", f"{summary['unlabelled']:,}")
-    if job.error:
-        st.warning(f"Verification stopped: {md(job.error)}. Header facts are shown.")
-    elif not verified:
-        _verification_progress(job)  # reruns the page with the verified manifest once the job is done
-    else:
-        st.caption(f"All {summary['verified']:,} readable images were decoded and verified.")
+    show_verification(spec, manifest, job)
     if summary["problems"]:
         st.warning(f"{len(summary['problems']):,} items have a problem and are left out of training "
                    "(see Problems below).")
@@ -224,12 +209,12 @@ def _problems_and_duplicates(manifest, summary, split: pd.Series) -> None:
 
 name, spec = current_dataset()
 _header(name, spec)
-manifest, job, verified = _load_or_explain(name, spec)
+manifest, job = _load_or_explain(name, spec)
 summary = summarize(manifest)
-_headline(manifest, summary, job, verified)
+_headline(manifest, summary, spec, job)
 if st.sidebar.button("Rescan files", help="Read the folder again (new, changed or removed files)"):
     clear_manifest_cache()
-    forget(spec)
+    verify_jobs.forget(spec)
     st.rerun()
 
 overview, sizes, samples, problems = st.tabs(["Classes and splits", "Image sizes", "Samples",

@@ -7,15 +7,18 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import roles, rundir, runs
+from core import roles, rundir, runs, study
 from core.runconfig import ConfigError
 from core.scanning import usable
 from core.sources import SourceError
 from core.splits import split_table
+from ui import paired_view
 from ui.identity import current_reader
 from ui.router import ensure_router
-from ui.run_config_form import run_config_form
+from ui.run_config_form import run_config_fields, run_config_form, weights_file_missing
 from ui.state import current_dataset, load_manifest
+from ui.study_form import study_form
+from ui.study_table import PICKER_KEY, study_table
 from ui.text import md
 
 ensure_router()
@@ -33,6 +36,17 @@ def _launch(overrides: dict) -> None:
         runs.launch(run_dir, who=me)
     st.session_state[SELECTED_KEY] = dirs[0].name
     st.toast(f"Started {len(dirs)} run(s): {', '.join(d.name for d in dirs)}")
+
+
+def _launch_study(spec: study.StudySpec) -> None:
+    try:
+        study_dir = study.create_study(spec, who=me)
+    except (ConfigError, SourceError) as exc:
+        st.error(f"The study was not started: {md(exc)}")
+        return
+    launched = study.launch_study(study_dir, who=me)
+    st.session_state[PICKER_KEY] = study_dir
+    st.toast(f"Started the study {study_dir.name}: {len(launched)} runs, queued on the device.")
 
 
 def _curves(metrics: pd.DataFrame, title: str, pairs: list[tuple[str, str]]) -> go.Figure:
@@ -146,6 +160,8 @@ def _compare(table: pd.DataFrame) -> None:
     paths = table.set_index("run")["path"]
     dirs = [Path(paths[name]) for name in chosen]
     st.dataframe(runs.compare(dirs), hide_index=True, width="stretch")
+    if len(dirs) == 2:
+        paired_view.paired_test(*dirs)
     fig = go.Figure()
     for run_dir in dirs:
         metrics = rundir.read_metrics(run_dir)
@@ -173,10 +189,20 @@ name, spec = current_dataset()
 me = current_reader()
 may_launch = roles.may(me, "launch runs")
 if may_launch:
-    with st.expander("New run", expanded=not any(rundir.runs_root().iterdir())):
-        overrides = run_config_form(name, spec, blocked=_why_it_cannot_train(name, spec))
-        if overrides is not None:
-            _launch(overrides)
+    with st.expander("New run or study", expanded=not any(rundir.runs_root().iterdir())):
+        blocked = _why_it_cannot_train(name, spec)
+        if st.radio("Launch", ["one run", "a study"], horizontal=True, key="train_launch_kind",
+                    captions=["with its repeats", "a grid of configurations over seeds or folds"]) == "one run":
+            overrides = run_config_form(name, spec, blocked=blocked)
+            if overrides is not None:
+                _launch(overrides)
+        else:
+            with st.container(border=True):
+                base = run_config_fields(name, spec, blocked)
+                st.markdown("**The study:** the fields above are every configuration's base")
+                study_spec = study_form(base, blocked)
+            if study_spec is not None and not weights_file_missing(base):
+                _launch_study(study_spec)
 else:
     st.info("Launching, cancelling and deleting runs needs the admin role; you can follow the runs below.")
 
@@ -196,6 +222,15 @@ def _runs_section() -> None:
     _monitor(Path(table.set_index("run").loc[selected, "path"]))
 
 
+@st.fragment(run_every=3.0)
+def _studies_section() -> None:
+    """The chosen study's table, filled in as its runs finish."""
+    if study.list_studies():
+        st.subheader("Studies")
+        study_table()
+
+
+_studies_section()
 _runs_section()
 table = runs.list_runs()
 if len(table) >= 2:

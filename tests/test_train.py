@@ -81,6 +81,41 @@ def test_cli_refuses_a_broken_config_with_a_message(tmp_path, cli):
     assert result.returncode == 2 and "batch_size must be a whole number above 0" in result.stderr
 
 
+def test_a_run_from_the_command_line_writes_its_log_and_resumes_its_own_config(tmp_path, cli):
+    run_dir, config = tmp_path / "run", tmp_path / "config.json"
+    config.write_text(json.dumps(tiny_config(epochs=1)))
+    assert cli("train", "--config", config, "--run-dir", run_dir).returncode == 0
+    log = rundir.log_path(run_dir).read_text()
+    assert f"run directory {run_dir}" in log and log.count("epoch 1/1 train loss") == 1
+
+    longer = tmp_path / "longer.json"
+    longer.write_text(json.dumps(tiny_config(epochs=2, optimiser={"lr": 0.01})))
+    refused = cli("train", "--config", longer, "--run-dir", run_dir, "--resume")
+    assert refused.returncode == 2
+    assert "differs from the run's own config" in refused.stderr and "in epochs, optimiser.lr." in refused.stderr
+    assert "--force-config" in refused.stderr and rundir.read_config(run_dir)["epochs"] == 1
+    assert cli("train", "--run-dir", run_dir, "--resume").returncode == 0  # its own config: already done
+    assert rundir.read_metrics(run_dir)["epoch"].tolist() == [1]
+
+    assert cli("train", "--config", longer, "--run-dir", run_dir, "--resume", "--force-config").returncode == 0
+    assert rundir.read_metrics(run_dir)["epoch"].tolist() == [1, 2]
+    assert rundir.read_config(run_dir)["epochs"] == 2 and rundir.read_config(run_dir)["optimiser"]["lr"] == 0.01
+    assert "epoch 2/2 train loss" in rundir.log_path(run_dir).read_text()
+
+
+def test_resume_needs_the_run_to_continue(cli):
+    result = cli("train", "--resume")
+    assert result.returncode == 2 and "train needs --run-dir with --resume" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_run_the_app_launches_logs_each_line_once():
+    run_dir = runs.create_runs(tiny_config(epochs=1))[0]
+    runs.launch(run_dir)
+    assert runs.wait(run_dir, timeout=300)["state"] == "finished", rundir.log_tail(run_dir)
+    assert rundir.log_path(run_dir).read_text().count("epoch 1/1 train loss") == 1
+
+
 def _wait_for(predicate, timeout=180, poll=0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

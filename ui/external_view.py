@@ -74,7 +74,8 @@ def show(run_dir: Path, name: str, key: str) -> None:
     negative = f"not {test.positive}" if len(classes) > 2 else next(c for c in classes if c != test.positive)
     for title, scored in (("Test split", test), (name, _scored(str(run_dir), name, stamp))):
         _figures(title, scored, negative, f"{key}_{title}")
-    st.markdown("**Metrics at the saved threshold** (95% bootstrap intervals)")
+    st.markdown("**Metrics at the saved threshold** (95% intervals)")
+    st.caption(metrics.INTERVALS_NOTE)
     table = metrics_table(reports)
     st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3)
     _breakdown_view(run_dir, name, stamp, key)
@@ -129,8 +130,8 @@ def _breakdown_view(run_dir: Path, name: str, stamp: tuple[float, float], key: s
     figures = {c: table[c].map(lambda v: "" if pd.isna(v) else f"{v:.3f}") for c in ("ROC AUC", "sensitivity",
                                                                                       "specificity")}
     st.dataframe(table.assign(**figures), hide_index=True, width="stretch")  # blank, not "None", where undefined
-    st.caption("Per value, at the saved operating point; intervals: 95% bootstrap (ROC AUC resampling "
-               "positives and negatives separately). A value with one class only has no AUC.")
+    st.caption("Per value, at the saved operating point; 95% intervals as in the metrics table (ROC AUC: "
+               "bootstrap resampling positives and negatives separately). A value with one class only has no AUC.")
 
 
 def _shift_warning(run_dir: Path, name: str, stamp: tuple[float, float], key: str) -> None:

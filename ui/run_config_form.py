@@ -91,14 +91,22 @@ def _data_section() -> tuple[dict, dict, dict]:
     cols = st.columns(6)
     # the sliders offer the useful part of each range; the config allows up to 0.5 and 1 (exclusive)
     shift = cols[0].slider("Shift (share of size)", 0.0, 0.3, initial["shift"], 0.05, key="train_shift")
-    jitter = cols[1].slider("Colour jitter", 0.0, 0.5, initial["color_jitter"], 0.05, key="train_jitter")
-    normalize = _choice(cols[2], "Normalisation", "preprocess.normalize", "train_normalize",
+    jitter = cols[1].slider("Contrast jitter", 0.0, 0.5, initial["color_jitter"], 0.05, key="train_jitter",
+                            help="Each image's brightness and its contrast, each by up to this share.")
+    saturation = cols[2].slider("Saturation jitter", 0.0, 0.5, initial["saturation"], 0.05, key="train_saturation",
+                                help="Each colour image's saturation, by up to this share (grey images: none).")
+    _, most_hue = bounds("augment.hue")
+    hue = cols[3].slider("Hue jitter", 0.0, float(most_hue), initial["hue"], 0.05,
+                         key="train_hue", help="Shifts each colour image's hue by up to this share of the "
+                                               "colour circle: stain colour varies between labs.")
+    normalize = _choice(cols[4], "Normalisation", "preprocess.normalize", "train_normalize",
                         format_func=NORMALISATION.__getitem__,
                         help="What the pixel values are scaled by before the model sees them: the mean and "
                              "spread of the training split, ImageNet's (for ImageNet-pretrained weights), or none.")
     split = {"ratios": [train / 100, val / 100, test / 100], "seed": split_seed, "grouped": grouped}
     augment = {"hflip": hflip, "vflip": vflip, "rotate90": rotate90, "rotation": float(rotation),
-               "shift": float(shift), "color_jitter": float(jitter)}
+               "shift": float(shift), "color_jitter": float(jitter), "saturation": float(saturation),
+               "hue": float(hue)}
     return split, {"size": int(size), "pad_mode": pad_mode, "fit": fit, "normalize": normalize}, augment
 
 
@@ -121,6 +129,9 @@ def _optimisation_section() -> dict:
     optimiser = DEFAULT["optimiser"]
     cols = st.columns(6)
     name = _choice(cols[0], "Optimiser", "optimiser.name", "train_opt")
+    nesterov = cols[0].toggle("Nesterov", optimiser["nesterov"], key="train_nesterov",
+                              disabled=name != "sgd", help="SGD only: Nesterov momentum (look-ahead), or plain "
+                                                           "(heavy-ball) momentum when off.")
     lr = cols[1].select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
                                value=optimiser["lr"], key="train_lr")
     decay = cols[2].select_slider("Weight decay", [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 5e-2],
@@ -135,29 +146,43 @@ def _optimisation_section() -> dict:
     seed = _whole(cols[3], "Seed", "seed", "train_seed")
     repeats = _whole(cols[4], "Repeat over N seeds", "repeats", "train_repeats")
     device = _choice(cols[5], "Device", "device", "train_device")
-    return {"optimiser": {"name": name, "lr": lr, "weight_decay": decay}, "scheduler": {"name": scheduler},
+    return {"optimiser": {"name": name, "lr": lr, "weight_decay": decay, "nesterov": bool(nesterov)},
+            "scheduler": {"name": scheduler},
             "epochs": epochs, "batch_size": batch, "early_stopping": {"patience": patience, "metric": metric},
             "imbalance": imbalance, "seed": seed, "repeats": repeats, "device": device}
 
 
-def run_config_form(dataset_name: str, spec: SourceSpec, blocked: str | None = None) -> dict | None:
-    """Draw the fields (plain widgets, so the model's notes follow the choice at once); return the
-    config overrides when the user presses Launch. `blocked` says why this dataset cannot train:
-    it is shown and Launch is disabled, rather than a run failing at once."""
-    with st.container(border=True):
-        st.markdown(f"**Dataset:** {md(dataset_name)} (change it in the sidebar)")
-        if blocked:
-            st.warning(blocked)
-        model = _model_section()
-        split, preprocess, augment = _data_section()
-        subset = _subset_section()
-        rest = _optimisation_section()
-        launched = st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train_launch",
-                             disabled=blocked is not None)
-    if not launched:
-        return None
-    if model["pretrained"] != "auto" and not Path(model["pretrained"]).expanduser().is_file():
-        st.error("The weights file does not exist: the run was not launched.")
-        return None
+def run_config_fields(dataset_name: str, spec: SourceSpec, blocked: str | None = None) -> dict:
+    """Draw the fields (plain widgets, so the model's notes follow the choice at once) and return the
+    config overrides they make; one run and a study's base config come from the same fields.
+    `blocked` says why this dataset cannot train, shown above them."""
+    st.markdown(f"**Dataset:** {md(dataset_name)} (change it in the sidebar)")
+    if blocked:
+        st.warning(blocked)
+    model = _model_section()
+    split, preprocess, augment = _data_section()
+    subset = _subset_section()
+    rest = _optimisation_section()
     return {"name": "", "dataset": {"name": dataset_name, "source": spec.to_dict()}, "split": split,
             "subset": subset, "preprocess": preprocess, "augment": augment, "model": model, **rest}
+
+
+def weights_file_missing(overrides: dict) -> bool:
+    """A weights file was named that is not there: said at launch, and nothing is launched."""
+    weights = overrides["model"]["pretrained"]
+    missing = weights != "auto" and not Path(weights).expanduser().is_file()
+    if missing:
+        st.error("The weights file does not exist: the run was not launched.")
+    return missing
+
+
+def run_config_form(dataset_name: str, spec: SourceSpec, blocked: str | None = None) -> dict | None:
+    """The fields and Launch; return the config overrides when the user presses Launch. When
+    `blocked`, Launch is disabled, rather than a run failing at once."""
+    with st.container(border=True):
+        overrides = run_config_fields(dataset_name, spec, blocked)
+        launched = st.button("Launch run", type="primary", icon=":material/play_arrow:", key="train_launch",
+                             disabled=blocked is not None)
+    if not launched or weights_file_missing(overrides):
+        return None
+    return overrides
