@@ -199,7 +199,8 @@ if may_launch:
         else:
             with st.container(border=True):
                 base = run_config_fields(name, spec, blocked)
-                st.markdown("**The study:** the fields above are every configuration's base")
+                st.markdown("**The study:** the fields above are every configuration's base; its seeds or "
+                            "folds below take the place of their repeats")
                 study_spec = study_form(base, blocked)
             if study_spec is not None and not weights_file_missing(base):
                 _launch_study(study_spec)
@@ -209,8 +210,11 @@ else:
 
 @st.fragment(run_every=2.0)
 def _runs_section() -> None:
-    """The run list and the chosen run, polled from the run directories every two seconds; the
-    rest of the page (the new-run form) does not rerun."""
+    """The chosen study's table, the run list and the chosen run, polled from the run directories
+    every two seconds; the rest of the page (the new-run form) does not rerun."""
+    if study.list_studies():
+        st.subheader("Studies")
+        study_table()
     table = runs.list_runs()
     if table.empty:
         st.info("No runs yet: set up a run above and launch it. Runs keep going when you close the tab.")
@@ -222,15 +226,6 @@ def _runs_section() -> None:
     _monitor(Path(table.set_index("run").loc[selected, "path"]))
 
 
-@st.fragment(run_every=3.0)
-def _studies_section() -> None:
-    """The chosen study's table, filled in as its runs finish."""
-    if study.list_studies():
-        st.subheader("Studies")
-        study_table()
-
-
-_studies_section()
 _runs_section()
 table = runs.list_runs()
 if len(table) >= 2:
