@@ -26,6 +26,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from core import workspace
+from core.imageheader import read_header
 from core.images import ImageTooLarge, NotAStillImage, check_pixel_limit, check_still, to_uint8_array
 from core.sources import SourceSpec, list_items
 
@@ -58,15 +59,25 @@ def header_facts(path: str) -> dict[str, Any]:
             exact = len(prefix) >= size
             facts.update(hash=full_hash(prefix) if exact else _prefix_key(prefix, size), hash_exact=exact)
             handle.seek(0)
-            facts.update(_image_header(handle))
+            facts.update(_image_header(handle, prefix))
     except OSError as exc:
         facts["file_problem"] = f"cannot read the file: {exc.strerror or exc}"
     return facts
 
 
-def _image_header(handle: Any) -> dict[str, Any]:
-    """Width and height (as displayed, after EXIF rotation), mode and format, or the problem."""
+def _image_header(handle: Any, prefix: bytes) -> dict[str, Any]:
+    """Width and height (as displayed, after EXIF rotation), mode and format, or the problem: from
+    the prefix alone for plain JPEG and PNG (core.imageheader), else from Pillow."""
     facts: dict[str, Any] = {}
+    plain = read_header(prefix)
+    if plain is not None:
+        width, height, mode, image_format = plain
+        facts.update(width=width, height=height, mode=mode, format=image_format)
+        try:
+            check_pixel_limit(width, height)
+        except ImageTooLarge as exc:
+            facts["file_problem"] = str(exc)
+        return facts
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
