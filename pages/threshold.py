@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import zipfile
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from ui.text import md
 ensure_router()
 
 SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training"}
+MAX_STEPS = 1000  # slider positions at most: above that, each arrow key moves past about n / 1000 items
 CELLS = {"TP": "true positives", "FN": "false negatives (missed)", "FP": "false positives", "TN": "true negatives"}
 
 
@@ -107,9 +107,20 @@ def _suggestions(run: str, mtime: float, positive: str, split: str, temperature:
     }
 
 
-def _floor4(value: float) -> float:
-    """Slider positions have 4 decimals; flooring keeps every item at the suggested score included."""
-    return math.floor(value * 10_000) / 10_000
+def _floor4(value):
+    """Slider positions have 4 decimals; flooring keeps every item at the suggested score included.
+    Rounded at 1e-10 first, so a stored 0.3843 (3842.9999... times 10,000) stays 0.3843."""
+    return np.floor(np.round(np.multiply(value, 10_000), 6)) / 10_000
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _steps(run: str, mtime: float, positive: str, split: str, temperature: float) -> list[float]:
+    """A split's slider positions: each distinct score floored to 4 decimals, so an arrow key moves to
+    the next threshold that changes a matrix; evenly thinned to MAX_STEPS when there are more."""
+    values = np.unique(_floor4(metrics.candidate_thresholds(_curve(run, mtime, positive, split, temperature))))
+    if len(values) > MAX_STEPS:
+        values = values[np.linspace(0, len(values) - 1, MAX_STEPS).round().astype(int)]
+    return [float(v) for v in values]
 
 
 def _metrics_table(reports: dict[str, dict]) -> pd.DataFrame:
@@ -221,11 +232,12 @@ if len(classes) > 2:
 
 slider_key = f"thr_value_{run_dir.name}_{positive}"
 if slider_key not in st.session_state:
-    st.session_state[slider_key] = _floor4(saved["threshold"]) if saved.get("positive_class") == positive else 0.5
+    mine = saved.get("positive_class") == positive
+    st.session_state[slider_key] = float(_floor4(saved["threshold"])) if mine else 0.5
 
 
 def _apply(value: float) -> None:
-    st.session_state[slider_key] = _floor4(value)
+    st.session_state[slider_key] = float(_floor4(value))
 
 
 @st.fragment
@@ -233,8 +245,12 @@ def operating_point() -> None:
     """Everything the slider moves; only this part reruns on a move."""
     curve = _curve(str(run_dir), mtime, positive, tune, temperature)
     with st.container(border=True):
-        threshold = st.slider(f"Threshold: {positive} when its score is at least", 0.0, 1.0, step=0.0001,
-                              format="%.4f", key=slider_key)
+        # the positions of every split shown, and the suggested or saved threshold in the state
+        steps = {step for split in report_splits for step in _steps(str(run_dir), mtime, positive, split, temperature)}
+        steps |= {1.0, float(st.session_state[slider_key])}
+        threshold = st.select_slider(f"Threshold: {positive} when its score is at least", sorted(steps),
+                                     format_func=lambda v: f"{v:.4f}", key=slider_key,
+                                     help="Arrow keys move to the next threshold that changes a matrix below.")
         ui = {}
         c = st.columns(5)
         ui["sens"] = c[0].number_input("Target sensitivity", 0.5, 1.0, 0.95, 0.01, key="thr_sens")
