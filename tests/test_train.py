@@ -110,8 +110,8 @@ def test_resume_needs_the_run_to_continue(cli):
 
 @pytest.mark.slow
 def test_a_run_the_app_launches_logs_each_line_once():
-    run_dir = runs.create_runs(tiny_config(epochs=1))[0]
-    runs.launch(run_dir)
+    run_dir = runs.create_runs(tiny_config(epochs=1), who="admin")[0]
+    runs.launch(run_dir, who="admin")
     assert runs.wait(run_dir, timeout=300)["state"] == "finished", rundir.log_tail(run_dir)
     assert rundir.log_path(run_dir).read_text().count("epoch 1/1 train loss") == 1
 
