@@ -18,6 +18,7 @@ from ui import external_view
 from ui import threshold_figures as figs
 from ui.gallery import image_grid
 from ui.identity import current_reader
+from ui.metrics_table import metrics_table
 from ui.router import ensure_router
 from ui.runs_picker import pick_run, predictions
 from ui.state import load_manifest
@@ -123,24 +124,13 @@ def _steps(run: str, mtime: float, positive: str, split: str, temperature: float
     return [float(v) for v in values]
 
 
-def _metrics_table(reports: dict[str, dict]) -> pd.DataFrame:
-    rows = []
-    for name in next(iter(reports.values()))["metrics"]:
-        row = {"metric": name.replace("_", " ")}
-        for split, report in reports.items():
-            value, ci = report["metrics"][name], report["intervals_95"].get(name)
-            row[SPLIT_NAMES[split]] = "n/a" if value is None else (
-                f"{value:.3f}" + (f"  ({ci[0]:.3f}–{ci[1]:.3f})" if ci else ""))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def _report_zip(run_name: str, point: dict, reports: dict, figures: dict) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("report.json", json.dumps({"run": run_name, "operating_point": point,
                                                     "splits": reports}, indent=2))
-        archive.writestr("metrics.csv", _metrics_table(reports).to_csv(index=False))
+        archive.writestr("metrics.csv", metrics_table(reports, SPLIT_NAMES.__getitem__, totals=False)
+                         .to_csv(index=False))
         for name, fig in figures.items():
             archive.writestr(f"{name}.html", fig.to_html(include_plotlyjs="cdn"))
     return buffer.getvalue()
@@ -289,7 +279,8 @@ def operating_point() -> None:
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Metrics at this threshold** (95% intervals)")
-        st.dataframe(_metrics_table(reports), hide_index=True, width="stretch")
+        st.dataframe(metrics_table(reports, SPLIT_NAMES.__getitem__, totals=False), hide_index=True,
+                     width="stretch")
         st.caption(metrics.INTERVALS_NOTE)
     with right:
         st.markdown("**Save and export**")

@@ -11,6 +11,7 @@ import streamlit as st
 
 from core import evaluation, external, metrics, rundir
 from ui import threshold_figures as figs
+from ui.metrics_table import metrics_table
 from ui.text import md
 
 NO_SET = "(none)"
@@ -97,25 +98,6 @@ def _figures(title: str, scored: external.Scored, negative: str, key: str) -> No
     cols[2].plotly_chart(figs.pr(precision, recall, (float(r["sensitivity"]), float(np.nan_to_num(r["ppv"], nan=1.0))),
                                  None if np.isnan(ap) else ap, curve.n_pos / max(curve.n, 1)),
                          width="stretch", key=f"{key}_pr")
-
-
-def metrics_table(reports: dict[str, dict]) -> pd.DataFrame:
-    """One row per figure, one column per report (by its display name): value and interval."""
-    first = next(iter(reports.values()))
-    rows = [{"metric": "items", **{k: f"{r['n']:,}" for k, r in reports.items()}},
-            {"metric": "positives", **{k: f"{r['positives']:,}" for k, r in reports.items()}},
-            {"metric": "ROC AUC", **{k: _number(r["roc_auc"]) for k, r in reports.items()}},
-            {"metric": "average precision", **{k: _number(r["average_precision"]) for k, r in reports.items()}}]
-    for name in first["metrics"]:
-        rows.append({"metric": name.replace("_", " "),
-                     **{k: _number(r["metrics"][name], r["intervals_95"].get(name)) for k, r in reports.items()}})
-    return pd.DataFrame(rows)
-
-
-def _number(value: float | None, ci: tuple[float, float] | None = None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3f}" + (f"  ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
 
 
 def _breakdown_view(run_dir: Path, name: str, stamp: tuple[float, float], key: str) -> None:
