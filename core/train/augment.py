@@ -42,8 +42,8 @@ def augment(x: torch.Tensor, cfg: dict[str, Any], gen: torch.Generator) -> torch
     if jitter:
         bright, contrast = _factors(b, jitter, gen, x.device), _factors(b, jitter, gen, x.device)
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = ((x - mean) * contrast + mean) * bright
-    return _colour(x.clamp_(0, 1), float(cfg.get("saturation", 0)), float(cfg.get("hue", 0)), gen)
+        x = (((x - mean) * contrast + mean) * bright).clamp_(0, 1)  # the only step that leaves [0, 1]
+    return _colour(x, float(cfg.get("saturation", 0)), float(cfg.get("hue", 0)), gen)
 
 
 def _factors(b: int, strength: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
