@@ -27,6 +27,8 @@ from core.sources import SourceSpec
 
 #: How often a running job rewrites its progress at most.
 PROGRESS_EVERY_S = 0.5
+#: The job's niceness: it yields the CPU to the app's own page runs (and to training).
+NICENESS = 10
 #: How long a queued job may go without a pid (its launcher between writing the file and starting it).
 START_GRACE_S = 60.0
 
@@ -79,6 +81,7 @@ def forget(spec: SourceSpec) -> None:
 def run_job(path: Path) -> int:
     """The job's own process: verify every file of the source not verified yet. Exit code 0 or 1."""
     path = Path(path)
+    os.nice(NICENESS)
     spec = SourceSpec.from_dict(_read(path)["spec"])
     _write(path, state="running", pid=os.getpid(), started=time.time())
     last = [0.0]

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from core import registry, roles, verify_jobs
@@ -81,7 +83,7 @@ def _suggest_groups(manifest: pd.DataFrame, name: str, spec: SourceSpec) -> None
     """Names that share evident prefixes (slide ids) but no group set: say what grouping would make."""
     if manifest["group"].notna().any() or spec.resolved_kind() == "npz":
         return
-    suggestion = suggest_grouping(manifest["id"], manifest["label"])
+    suggestion = _grouping_suggestion(manifest["id"], manifest["label"])
     if suggestion is None:
         return
     st.info(f"The file names look grouped: the {md(suggestion.preset)} would make {suggestion.groups:,} groups "
@@ -91,6 +93,13 @@ def _suggest_groups(manifest: pd.DataFrame, name: str, spec: SourceSpec) -> None
         registry.add_dataset(name, replace(spec, group_pattern=suggestion.pattern), who=current_reader())
         st.session_state.pop(_grouped_key(name), None)  # the toggle starts on, now that there are groups
         st.rerun()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _grouping_suggestion(ids: pd.Series, labels: pd.Series):
+    """Cached: four patterns over every name take seconds at 100,000 items, and every rerun (a split
+    ratio, a seed) would pay them again."""
+    return suggest_grouping(ids, labels)
 
 
 def _grouped_key(name: str) -> str:
@@ -154,6 +163,24 @@ def _leakage(manifest, split) -> None:
         _table(groups)
 
 
+def _binned_histogram(frame: pd.DataFrame, field: str, title: str, bins: int = 40) -> go.Figure:
+    """Per-class histograms on shared bins, counted here: the browser gets 40 bars per class, not
+    every item's value (100,000 items made each figure megabytes and the page seconds slower)."""
+    values = frame[field].to_numpy(dtype=float)
+    if (values == np.round(values)).all():  # pixel counts: whole-number bins, each as wide, so none spikes
+        step = max(1, int(np.ceil((values.max() - values.min() + 1) / bins)))
+        edges = np.arange(values.min(), values.max() + step + 1, step) - 0.5
+    else:
+        edges = np.histogram_bin_edges(values, bins=bins)
+    fig = go.Figure()
+    for label in pd.unique(frame["label"]):
+        counts, _ = np.histogram(frame.loc[frame["label"] == label, field].to_numpy(dtype=float), bins=edges)
+        fig.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name=str(label), opacity=0.6)
+    fig.update_layout(title=title, barmode="overlay", height=300, margin={"t": 40, "b": 10}, legend_title=None,
+                      yaxis_title="count", bargap=0)
+    return fig
+
+
 def _size_histograms(manifest) -> None:
     readable = manifest[manifest["width"] > 0].assign(
         aspect=lambda d: d["width"] / d["height"], label=lambda d: d["label"].fillna("(unlabelled)"))
@@ -163,10 +190,7 @@ def _size_histograms(manifest) -> None:
     cols = st.columns(3)
     for col, field, title in ((cols[0], "width", "Width (px)"), (cols[1], "height", "Height (px)"),
                               (cols[2], "aspect", "Aspect ratio (width / height)")):
-        fig = px.histogram(readable, x=field, color="label", nbins=40, barmode="overlay", opacity=0.6,
-                           title=title)
-        fig.update_layout(height=300, margin={"t": 40, "b": 10}, xaxis_title=None, legend_title=None)
-        col.plotly_chart(fig, width="stretch")
+        col.plotly_chart(_binned_histogram(readable, field, title), width="stretch")
     distinct = readable.groupby(["width", "height"]).ngroups
     st.caption(f"{distinct:,} distinct sizes; modes: "
                + ", ".join(f"{m} {n:,}" for m, n in readable["mode"].value_counts().items())
