@@ -42,8 +42,8 @@ def binary_scores(predictions: pd.DataFrame, positive: str,
     return (rows["label"] == positive).to_numpy(), rows[rundir.prob_column(positive)].to_numpy(dtype=np.float64)
 
 
-def summary(curve: metrics.Curve, threshold: float, n_boot: int = 2000) -> dict[str, Any]:
-    """Confusion matrix, every rate with a bootstrap interval, and the threshold-free areas.
+def summary(curve: metrics.Curve, threshold: float) -> dict[str, Any]:
+    """Confusion matrix, every rate with its 95% interval (metrics.intervals), and the threshold-free areas.
 
     Takes a prepared Curve, so a caller that moves the threshold sorts the scores only once."""
     counts = curve.counts(threshold)
@@ -51,7 +51,7 @@ def summary(curve: metrics.Curve, threshold: float, n_boot: int = 2000) -> dict[
         "threshold": float(threshold), "n": curve.n, "positives": curve.n_pos, "negatives": curve.n_neg,
         "confusion_matrix": metrics.confusion_matrix(counts).tolist(),
         "metrics": {k: _clean(v) for k, v in metrics.rates(counts).items()},
-        "intervals_95": metrics.intervals(counts, n_boot=n_boot),
+        "intervals_95": metrics.intervals(counts),
         "roc_auc": _clean(curve.roc_auc()), "average_precision": _clean(curve.average_precision()),
     }
 

@@ -28,7 +28,6 @@ KS_ALPHA = 0.01
 DOMAIN_AUC_WARNING = 0.75
 #: Breakdown columns: at most this many values (a column with one value per image is no grouping).
 MAX_GROUPS = 50
-N_BOOT = 2000
 
 
 @dataclass(frozen=True)
@@ -129,7 +128,7 @@ def breakdown(run_dir: Path, name: str, column: str) -> pd.DataFrame:
     out = []
     for value, part in rows.groupby(rows[column].fillna("(blank)").astype(str), sort=True):
         one = scored(run_dir, part)
-        report = evaluation.summary(one.curve(), one.threshold, n_boot=N_BOOT)
+        report = evaluation.summary(one.curve(), one.threshold)
         auc_low, auc_high = auc_interval(one.is_positive, one.scores)
         ci = report["intervals_95"]
         out.append({
