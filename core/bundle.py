@@ -16,8 +16,11 @@ prints, so the card and the run cannot disagree.
 from __future__ import annotations
 
 import datetime
+import io
 import json
+import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,6 +95,16 @@ def write_bundle(run_dir: Path, out: Path, *, who: Identity | str) -> list[Path]
     for name, write in files.items():
         workspace.atomic_write(out / name, write)
     return [out / name for name in files]
+
+
+def bundle_zip(run_dir: Path, *, who: Identity | str) -> bytes:
+    """The bundle as one zip holding a folder named after the run: what the app offers for download."""
+    with tempfile.TemporaryDirectory(prefix="lumen-bundle-") as folder:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in write_bundle(run_dir, Path(folder), who=who):
+                archive.write(path, f"{Path(run_dir).name}/{path.name}")
+    return buffer.getvalue()
 
 
 def _json(value: Any) -> Writer:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import dataroots, predict, prediction_jobs, registry, roles, rundir
+from core import bundle, dataroots, predict, prediction_jobs, registry, roles, rundir
 from core.sources import SourceError, SourceSpec
 from ui import external_view
 from ui.dataset_form import csv_fields
@@ -22,6 +22,7 @@ REGISTERED, TYPED = "A registered dataset", "A folder or CSV path on the server"
 SET_KEY = "predict_set"  # the set shown below the list
 LAUNCHED_KEY = "predict_launched"  # the job launched from this session: its failure or its set is shown
 PENDING_KEY = "predict_pending"  # a finished job's set, shown from the next full run on
+BUNDLE_KEY = "predict_bundle"  # the zip prepared in this session: (run, its best epoch, its operating point), bytes
 
 
 def _source() -> SourceSpec | None:
@@ -47,6 +48,32 @@ def _source() -> SourceSpec | None:
         fields = csv_fields(path)
         return SourceSpec(path=path, kind="csv", **fields) if fields else None
     return SourceSpec(path=path)
+
+
+def _bundle_download(run_dir: Path) -> None:
+    """The run's model bundle as a zip, made on request (tracing the model takes a while) for a role
+    that may export data; core refuses anyone else anyway."""
+    me = current_reader()
+    if not roles.may(me, "export data"):
+        return
+    point = rundir.operating_point_path(run_dir)
+    made_for = (str(run_dir), rundir.best_epoch(run_dir), point.stat().st_mtime if point.exists() else 0.0)
+    with st.expander("Model bundle: the model out of Lumen", icon=":material/package_2:"):
+        st.caption("A zip with the best model as TorchScript, its preprocessing, classes and operating point, a "
+                   "model card, and a predict.py that needs only torch, pillow and numpy.")
+        prepared = st.session_state.get(BUNDLE_KEY)
+        if prepared is None or prepared[0] != made_for:
+            if st.button("Prepare the model bundle", icon=":material/build:", key="predict_bundle_make"):
+                with st.spinner("Tracing the model and writing its card…"):
+                    try:
+                        st.session_state[BUNDLE_KEY] = made_for, bundle.bundle_zip(run_dir, who=me)
+                    except (FileNotFoundError, ValueError, PermissionError) as exc:
+                        st.error(md(exc))
+                        return
+                st.rerun()
+            return
+        st.download_button("Download model bundle", prepared[1], file_name=f"{run_dir.name}-bundle.zip",
+                           mime="application/zip", icon=":material/download:", key="predict_bundle_download")
 
 
 def _launch_form(run_dir: Path) -> None:
@@ -128,6 +155,7 @@ st.caption("Run a finished run's best model, with the input it was trained on, o
 run_dir = pick_run()
 if run_dir is None:
     st.stop()
+_bundle_download(run_dir)
 _launch_form(run_dir)
 _progress(run_dir)
 sets = _sets_table(run_dir)
