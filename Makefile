@@ -32,7 +32,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not browser and not slow"
 
 bench: $(STAMP)
-	$(PY) bench/scan.py
+	$(PY) -m bench.scan
 	$(PY) -m bench.threshold
 	$(PY) bench/train.py
 	$(PY) bench/cam.py

@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lumen-label-errors-"))
     os.environ["LUMEN_HOME"] = str(work / "workspace")  # the runs' processes inherit it
-    from core import label_errors, rundir, runs, study
+    from core import label_errors, roles, rundir, runs, study
     from core.sources import SourceSpec
     from ui.review_queue import decisions, sort_queue
 
@@ -79,8 +79,9 @@ def main() -> None:
 
     start = time.perf_counter()
     folds_split = {"folds": args.folds, "ratios": [0.85, 0.15, 0]}
-    cv = study.create_study(study.parse_spec({"name": "label errors", "base": {**base, "split": folds_split}}))
-    study.launch_study(cv)
+    cv = study.create_study(study.parse_spec({"name": "label errors", "base": {**base, "split": folds_split}}),
+                            who=roles.operator())
+    study.launch_study(cv, who=roles.operator())
     study.wait(cv, timeout=4 * 3600)
     oof = study.out_of_fold(cv)
     if oof is None:
@@ -91,8 +92,8 @@ def main() -> None:
           + ", ".join(f"{a:.3f}" for a in folds["test accuracy"]))
 
     start = time.perf_counter()
-    (single,) = runs.create_runs({**base, "split": {"ratios": [0.85, 0.15, 0]}})
-    runs.launch(single)
+    (single,) = runs.create_runs({**base, "split": {"ratios": [0.85, 0.15, 0]}}, who=roles.operator())
+    runs.launch(single, who=roles.operator())
     runs.wait(single, timeout=3600)
     predictions = rundir.read_predictions(single)
     print(f"(b) one run on the same items: {len(predictions)} items, {time.perf_counter() - start:.0f} s")

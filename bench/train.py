@@ -7,13 +7,18 @@
     time only). The first ("cold") run also decodes every image into the cached array: one figure
     includes that cost. The second ("warm") run reads the cache.
 
+(c) the ceiling: the same model, optimiser, loss, batch size and image size trained on one
+    synthetic batch already in memory (no input pipeline at all), as many images as Lumen's epochs.
+
 Both train the same simple_cnn (same optimiser, loss, class weights, batch size, flips) on the
 same training items (Lumen's grouped split). One-time costs both share (building the model,
 torch's first-batch warm-up) are left out of every figure. Each round runs everything on a
-fresh private workspace; each figure is its best round (other processes on the machine only ever
-slow a measurement down). Prints images/s and, last, `ratio <Lumen warm / faster naive>`.
+fresh private workspace, the ceiling right after Lumen's warm run; each figure is the median of
+its rounds. The image cache's build is also measured for memory (tracemalloc's peak against the
+array's size). Prints images/s, `ratio <Lumen warm / faster naive>`, and last
+`ceiling_share <Lumen warm / ceiling>`.
 
-    python bench/train.py [CSV] [--size 64] [--epochs 3] [--rounds 2] [--gpu-ceiling]
+    python -m bench.train [CSV] [--size 64] [--epochs 3] [--rounds 3] [--gpu-ceiling]
 """
 from __future__ import annotations
 
@@ -22,9 +27,11 @@ import contextlib
 import io
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +42,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from core import rundir, train
-from core.models import build_model
-from core.preprocess import prepare
-from core.runconfig import make_config
+from core.datacache import channels_for_rows, prepared_array
+from core.models import build_model, set_train_mode
+from core.preprocess import Preprocessor, prepare
+from core.runconfig import dataset_spec, make_config
+from core.scanning import scan, usable
 from core.train.augment import augment
 from core.train.data import load_data
 from core.train.loop import Loop, epoch_order
@@ -175,6 +184,52 @@ def train_items(run_dir: Path, csv: Path) -> pd.DataFrame:
     return items.assign(path=[str(csv.parent / item_id) for item_id in items["item_id"]])
 
 
+# ---------------------------------------------------------------- (c) the synthetic-data ceiling
+
+
+def ceiling_seconds(config: dict, n_images: int, n_classes: int) -> float:
+    """Lumen's training step (train mode, loss on the device, zero_grad, backward, step) on one
+    synthetic batch in memory, channels-last as Lumen feeds it: what no input pipeline can beat."""
+    torch.manual_seed(0)
+    model, _ = build_for(config, n_classes, 3)
+    model = model.to(memory_format=torch.channels_last)
+    optimiser = make_optimiser(model.parameters(), config["optimiser"])
+    batch, size = config["batch_size"], config["preprocess"]["size"]
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, n_classes, (batch,))
+    criterion = torch.nn.CrossEntropyLoss(weight=class_weights(y, n_classes))
+    start = time.perf_counter()
+    for _ in range(config["epochs"]):
+        set_train_mode(model, config["model"]["freeze"])
+        total = torch.zeros(())
+        for first in range(0, n_images, batch):
+            n = min(batch, n_images - first)
+            logits = model(x[:n])
+            loss = criterion(logits.float(), y[:n])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += loss.detach() * n
+        total.item()
+    return time.perf_counter() - start
+
+
+def cache_build_memory(config: dict) -> tuple[int, int, int]:
+    """Images, the cached array's bytes, and tracemalloc's peak while building it on a fresh workspace."""
+    with tempfile.TemporaryDirectory(prefix="lumen-bench-cache-") as home:
+        os.environ["LUMEN_HOME"] = home
+        manifest = scan(dataset_spec(config))
+        rows = manifest.loc[usable(manifest)].reset_index(drop=True)
+        preprocessor = Preprocessor.from_config(config["preprocess"], channels_for_rows(rows))
+        tracemalloc.start()
+        try:
+            array = prepared_array(rows, preprocessor)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        return len(rows), array.nbytes, peak
+
+
 # ---------------------------------------------------------------- GPU ceiling
 
 
@@ -219,6 +274,7 @@ FIGURES = {
     "warm_wall": "(b) Lumen warm, epochs wall clock (+ val pass, checkpoints)",
     "naive_input": "(a) input pipeline alone, no model (num_workers=0)",
     "lumen_input": "(b) input pipeline alone, no model (cached array)",
+    "ceiling": "(c) ceiling: the same training step on synthetic data in memory",
 }
 
 
@@ -227,16 +283,17 @@ def one_round(args, config: dict, build_s: float) -> tuple[dict, int]:
     with tempfile.TemporaryDirectory(prefix="lumen-bench-train-") as home:
         os.environ["LUMEN_HOME"] = home
         cold = lumen_run(config, Path(home) / "runs" / "cold")
-        warm = lumen_run(config, Path(home) / "runs" / "warm")
         items = train_items(Path(home) / "runs" / "cold", Path(args.csv).resolve())
         classes = json.loads((Path(home) / "runs" / "cold" / "status.json").read_text())["classes"]
+        warm = lumen_run(config, Path(home) / "runs" / "warm")
+        ceiling = ceiling_seconds(config, len(items), len(classes))
         lumen_input = lumen_input_seconds(config)
     seconds = {f"naive{w}": sum(naive_train(config, naive_loader(items, classes, args.size, w), len(classes)))
                for w in (0, 2)}
     seconds.update(naive_input=naive_input_seconds(naive_loader(items, classes, args.size, 0), args.epochs),
                    lumen_input=lumen_input)
     seconds.update(cold=cold["prepare_s"] - build_s + sum(cold["train_s"]), cold_train=sum(cold["train_s"]),
-                   warm=sum(warm["train_s"]), warm_wall=warm["epochs_wall_s"],
+                   warm=sum(warm["train_s"]), ceiling=ceiling, warm_wall=warm["epochs_wall_s"],
                    prepare_cold=cold["prepare_s"] - build_s, prepare_warm=warm["prepare_s"] - build_s)
     return seconds, len(items) * args.epochs
 
@@ -248,7 +305,7 @@ def parse_args():
     parser.add_argument("--group-column", default="slide_id")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2, help="repeat everything; report each figure's best round")
+    parser.add_argument("--rounds", type=int, default=3, help="repeat everything; report each figure's median round")
     parser.add_argument("--gpu-ceiling", action="store_true", help="also time ResNet18 on synthetic GPU data")
     return parser.parse_args()
 
@@ -260,6 +317,9 @@ def main() -> int:
     print(f"data: {args.csv}, simple_cnn at {args.size} px, {args.epochs} epochs, batch 32, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"load average {os.getloadavg()[0]:.2f}")
+    images, array_bytes, peak = cache_build_memory(config)
+    print(f"image cache build: {images} images, array {array_bytes / 2**20:.1f} MiB, traced peak "
+          f"{peak / 2**20:.2f} MiB ({peak / array_bytes:.2f} x the array)")
     warm_up(config)
     build_s = model_build_seconds(config, 2)
     rounds = []
@@ -268,17 +328,21 @@ def main() -> int:
         rounds.append(seconds)
         print(f"round {i + 1}: {n} training images; images/s " +
               ", ".join(f"{key} {n / seconds[key]:.0f}" for key in FIGURES) +
-              f"; preparation cold {seconds['prepare_cold']:.2f} s, warm {seconds['prepare_warm']:.2f} s")
-    best = {key: min(r[key] for r in rounds) for key in rounds[0]}
-    print(f"best of {args.rounds} round(s), {n} training images each "
-          f"(Lumen's first-run scan + decode + cache build: {best['prepare_cold']:.2f} s):")
+              f"; preparation cold {seconds['prepare_cold']:.2f} s, warm {seconds['prepare_warm']:.2f} s; "
+              f"load {os.getloadavg()[0]:.2f}", flush=True)
+    median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    print(f"median of {args.rounds} round(s), {n} training images each "
+          f"(Lumen's first-run scan + decode + cache build: {median['prepare_cold']:.2f} s):")
     for key, label in FIGURES.items():
-        print(f"{label:62s} {n / best[key]:8.0f} images/s")
+        print(f"{label:66s} {n / median[key]:8.0f} images/s")
     if args.gpu_ceiling:
         print(gpu_ceiling())
-    baseline = min(("naive0", "naive2"), key=best.get)
+    baseline = min(("naive0", "naive2"), key=median.get)
+    shares = [r["ceiling"] / r["warm"] for r in rounds]
     print(f"baseline (a): {FIGURES[baseline][4:]} (the faster); load average now {os.getloadavg()[0]:.2f}")
-    print(f"ratio {best[baseline] / best['warm']:.2f}")
+    print(f"ceiling share per round: {', '.join(f'{share:.2f}' for share in shares)}")
+    print(f"ratio {median[baseline] / median['warm']:.2f}")
+    print(f"ceiling_share {statistics.median(shares):.2f}")
     return 0
 
 

@@ -8,9 +8,10 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from core import roles
 from core.runconfig import ConfigError, load_config
@@ -63,7 +64,8 @@ def _run_dir(args: argparse.Namespace, config: dict[str, Any]) -> Path:
 
     if args.run_dir is None and "LOCAL_RANK" in os.environ:  # each torchrun process would make its own
         raise ConfigError("Under torchrun every process must write to the same run: pass --run-dir.")
-    run_dir = Path(args.run_dir) if args.run_dir else runs.create_runs({**config, "repeats": 1})[0]
+    run_dir = (Path(args.run_dir) if args.run_dir
+               else runs.create_runs({**config, "repeats": 1}, who=roles.operator())[0])
     run_dir.mkdir(parents=True, exist_ok=True)
     if not rundir.config_path(run_dir).exists():
         rundir.write_config(run_dir, config)
@@ -76,8 +78,9 @@ def _train_command(args: argparse.Namespace) -> int:
     from core import rundir, runs
     from core.runconfig import run_configs
 
-    config = load_config(args.config)  # first: a config it refuses leaves the caller's logging as it was
-    logging.basicConfig(level=logging.INFO, format="[lumen] %(message)s", stream=sys.stdout, force=True)
+    # first: a config it refuses leaves the caller's logging as it was
+    config = _resumed_config(args) if args.resume else load_config(args.config or _needs("--config"))
+    logging.basicConfig(level=logging.INFO, format=rundir.LOG_FORMAT, stream=sys.stdout, force=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     configs = run_configs(config)
@@ -87,18 +90,58 @@ def _train_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"This config stands for {len(configs)} runs (repeats {config['repeats']}, "
                           f"{config['split']['folds']} fold(s)); --run-dir, --resume and torchrun take one: "
                           "train each run's own config.json, or leave them out.")
-    dirs = runs.create_runs(config)
+    dirs = runs.create_runs(config, who=roles.operator())
     logging.getLogger("lumen").info("%d runs, one after another: %s", len(dirs), ", ".join(d.name for d in dirs))
     codes = [_train_one(rundir.read_config(run_dir), run_dir, False, stop) for run_dir in dirs]
     return max(codes)
 
 
+def _needs(option: str) -> NoReturn:
+    raise ConfigError(f"train needs {option}.")
+
+
+def _resumed_config(args: argparse.Namespace) -> dict[str, Any]:
+    """--resume continues the run's own config.json; a --config that differs from it is refused
+    unless --force-config, which makes it the run's config from then on."""
+    from core import rundir
+    from core.runconfig import changed_fields
+
+    stored_path = rundir.config_path(Path(args.run_dir or _needs("--run-dir with --resume (the run to continue)")))
+    if not stored_path.exists():
+        return load_config(args.config or _needs(f"--config: {stored_path} does not exist"))
+    stored = load_config(stored_path)
+    given = load_config(args.config) if args.config else stored
+    changed = changed_fields(stored, given)
+    if changed and not args.force_config:
+        raise ConfigError(f"--config differs from the run's own config ({stored_path}) in {', '.join(changed)}. "
+                          "Resuming continues the run as it was configured: leave out --config, or add "
+                          "--force-config to continue with the new one (it replaces the run's config.json).")
+    if changed:
+        rundir.write_config(stored_path.parent, given)
+    return given
+
+
 def _train_one(config: dict[str, Any], run_dir: Path, resume: bool, stop: threading.Event) -> int:
-    """One run in this process, behind the device's queue (torchrun's launcher owns the devices itself)."""
-    from core import rundir, runs, train  # torch is imported only for this command
+    """One run in this process, its log lines also in the run's log.txt."""
+    from core import train  # torch is imported only for this command
+
+    with train.logged_to_file(run_dir):
+        return _queued_run(config, run_dir, resume, stop)
+
+
+def _queued_run(config: dict[str, Any], run_dir: Path, resume: bool, stop: threading.Event) -> int:
+    """One run behind the device's queue (torchrun's launcher owns the devices itself)."""
+    from core import rundir, runs, train
     from core.train.optim import select_device
 
     lead = int(os.environ.get("RANK", "0")) == 0
+    try:
+        runs.check_launcher(run_dir)  # whoever the app recorded as launching the run, checked again here
+    except PermissionError as exc:
+        if lead:
+            rundir.write_status(run_dir, state="failed", finished=time.time(), message=str(exc))
+        logging.getLogger("lumen").error("not trained: %s", exc)
+        return 1
     if lead:
         rundir.write_status(run_dir, pid=os.getpid(), state="queued", message="waiting for the device")
     logging.getLogger("lumen").info("run directory %s", run_dir)
@@ -129,8 +172,8 @@ def _study_command(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
     else:
-        study_dir = study.create_study(study.load_spec(args.config))
-        study.launch_study(study_dir)
+        study_dir = study.create_study(study.load_spec(args.config), who=roles.operator())
+        study.launch_study(study_dir, who=roles.operator())
         names = [row["run"] for row in study.read_record(study_dir)["runs"]]
         print(f"study {study_dir}: {len(names)} runs launched, queued on the device", flush=True)
         if args.detach:
@@ -153,30 +196,111 @@ def _slurm_command(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args, load_config(args.config))
     options = {key: value for key in ("partition", "gpus", "cpus", "mem", "time", "account", "nodes", "resume")
                if (value := getattr(args, key)) is not None}
-    script = slurm.write_sbatch(run_dir, **options)
+    script = slurm.write_sbatch(run_dir, who=roles.operator(), **options)
     print(f"{script}\n\n{script.read_text()}", flush=True)
     if args.submit:
-        print(f"submitted: SLURM job {slurm.submit(run_dir, **options)}")
+        print(f"submitted: SLURM job {slurm.submit(run_dir, who=roles.operator(), **options)}")
     return 0
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
-    from core.evaluation import evaluate_run
+    """A run's metrics at a threshold: given, saved, or chosen by --tune on another split (and --save'd)."""
+    from core import evaluation
+
+    run_dir = Path(args.run_dir)
+    try:
+        if args.tune:
+            if args.threshold is not None:
+                raise ValueError("--tune chooses the threshold: leave out --threshold.")
+            tuned = evaluation.tune_run(run_dir, args.tune, args.on, args.split, args.positive, args.set)
+            report = tuned["report"]
+        else:
+            if args.save:
+                raise ValueError("--save saves a threshold chosen by --tune: add --tune.")
+            tuned, report = None, evaluation.evaluate_run(run_dir, args.split, args.threshold, args.positive, args.set)
+        if args.roc:
+            roc = evaluation.roc_points(run_dir, report["split"], report["positive_class"], args.set)
+            roc.to_csv(args.roc, index=False)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if tuned and args.save:
+        tuned["saved"] = evaluation.save_operating_point(run_dir, tuned["positive_class"], tuned["threshold"],
+                                                         args.on, "raw scores",
+                                                         who=roles.operator())
+    if tuned and args.on == report["split"]:
+        print(f"warning: tuned and reported on the same split ({args.on}): its figures are optimistic",
+              file=sys.stderr)
+    if args.json:
+        print(json.dumps(tuned or report, indent=2))
+        return 0
+    if tuned:
+        print(f"{tuned['rule']} on {args.on}: threshold {tuned['threshold']:.4f}" + (
+              " (saved with the run)" if args.save else ""))
+        _print_binary(tuned["tuning"])
+    _print_binary(report)
+    if "multiclass" in report:
+        _print_multiclass(report["multiclass"])
+    if args.roc:
+        print(f"wrote {len(roc)} ROC points of {report['split']} to {args.roc}")
+    return 0
+
+
+def _print_binary(report: dict[str, Any]) -> None:
+    m = report["metrics"]
+    print(f"{report['run']} {report['split']}: positive {report['positive_class']}, threshold "
+          f"{report['threshold']:.4f} ({report['threshold_source']}); sensitivity {m['sensitivity']:.3f}, "
+          f"specificity {m['specificity']:.3f}, ROC AUC {report['roc_auc']:.4f}")
+
+
+def _compare_command(args: argparse.Namespace) -> int:
+    """Two runs on the same items: DeLong's test of the AUC difference, McNemar's at the saved points."""
+    from core import paired
 
     try:
-        report = evaluate_run(Path(args.run_dir), args.split, args.threshold, args.positive, args.set)
+        report = paired.compare_runs(Path(args.run_a), Path(args.run_b), args.split)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report, indent=2))
-    else:
-        m = report["metrics"]
-        print(f"{report['run']} {report['split']}: positive {report['positive_class']}, threshold "
-              f"{report['threshold']:.4f} ({report['threshold_source']}); sensitivity {m['sensitivity']:.3f}, "
-              f"specificity {m['specificity']:.3f}, ROC AUC {report['roc_auc']:.4f}")
-        if "multiclass" in report:
-            _print_multiclass(report["multiclass"])
+        return 0
+    d, m = report["delong"], report["mcnemar"]
+    print(f"{report['split']} split: {report['n']} items, {report['positives']} {report['positive_class']}; "
+          f"A = {report['runs']['a']}, B = {report['runs']['b']}")
+    print(f"ROC AUC: A {d['auc_a']:.4f}, B {d['auc_b']:.4f}; A - B = {d['difference']:+.4f} (95% interval "
+          f"{d['ci_95'][0]:+.4f} to {d['ci_95'][1]:+.4f}), DeLong z = {d['z']:.2f}, p = {d['p_value']:.4g}")
+    print(f"accuracy at the saved thresholds (A {report['thresholds']['a']:.4f}, B {report['thresholds']['b']:.4f}): "
+          f"A {m['accuracy_a']:.3f}, B {m['accuracy_b']:.3f}; only A right {m['only_a_correct']}, only B right "
+          f"{m['only_b_correct']}, McNemar exact p = {m['p_value']:.4g}")
+    return 0
+
+
+def _baseline_command(args: argparse.Namespace) -> int:
+    """Fit the pixel logistic regression on the run's items (core.baseline) and set it beside the run."""
+    from core import baseline, paired, rundir
+
+    run_dir = Path(args.run_dir)
+    try:
+        record = baseline.fit_baseline(run_dir, args.side or baseline.SIDE)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    print(f"{record['model']}; C on validation: " + ", ".join(f"{row['C']:g} (AUC {row['val AUC']:.3f})"
+                                                              for row in record["grid"]))
+    for who, figures in (("baseline", record["baseline"]), (record["run"], record["run test"])):
+        print(f"{who}: test AUC {figures['test AUC']:.4f}, accuracy {figures['test accuracy']:.3f} "
+              f"({figures['test n']:.0f} items)")
+    print(f"wrote {rundir.baseline_dir(run_dir)}")
+    try:
+        d = paired.compare_runs(run_dir, rundir.baseline_dir(run_dir))["delong"]
+        print(f"run - baseline AUC {d['difference']:+.4f} (95% interval {d['ci_95'][0]:+.4f} to {d['ci_95'][1]:+.4f}), "
+              f"DeLong p = {d['p_value']:.4g}; more: python -m core compare {run_dir} {rundir.baseline_dir(run_dir)}")
+    except ValueError as exc:
+        print(f"no paired test: {exc}")
     return 0
 
 
@@ -237,6 +361,13 @@ def _predict_job_command(args: argparse.Namespace) -> int:
     from core import prediction_jobs
 
     return prediction_jobs.run_job(Path(args.run_dir), args.name)
+
+
+def _verify_job_command(args: argparse.Namespace) -> int:
+    """A verification job the app launched: its source, progress and result live in its job file."""
+    from core import verify_jobs
+
+    return verify_jobs.run_job(Path(args.job_file))
 
 
 def _bundle_command(args: argparse.Namespace) -> int:
@@ -341,9 +472,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     scan_parser.add_argument("--json", action="store_true", help="print one JSON object")
     scan_parser.set_defaults(handler=_scan_command)
     train_parser = commands.add_parser("train", help="train one run from a config file")
-    train_parser.add_argument("--config", required=True, help="a run config (JSON); see core/runconfig.py")
+    train_parser.add_argument("--config", help="a run config (JSON); see core/runconfig.py. With --resume: "
+                                                "the run's own config.json unless given")
     train_parser.add_argument("--run-dir", help="where to write the run (default: a new folder in the workspace)")
-    train_parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    train_parser.add_argument("--resume", action="store_true", help="continue the --run-dir from its last checkpoint")
+    train_parser.add_argument("--force-config", action="store_true",
+                              help="with --resume: continue with --config even where it differs from the run's own")
     train_parser.set_defaults(handler=_train_command)
     eval_parser = commands.add_parser("evaluate", help="metrics of a run at its saved (or a given) threshold")
     eval_parser.add_argument("run_dir")
@@ -352,8 +486,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            "its rows labelled with one of the run's classes")
     eval_parser.add_argument("--threshold", type=float)
     eval_parser.add_argument("--positive", help="the positive class (default: the saved one, else the rarer)")
+    eval_parser.add_argument("--tune", metavar="RULE", help="choose the threshold on --on by youden, f1, "
+                             "sensitivity=T or specificity=T, and report it on --split")
+    eval_parser.add_argument("--on", default="val", help="the split --tune chooses on (default val)")
+    eval_parser.add_argument("--save", action="store_true", help="save the tuned threshold as the run's operating "
+                             "point (as the Threshold page's Save does)")
+    eval_parser.add_argument("--roc", metavar="FILE.csv", help="write the ROC points (fpr, tpr, threshold) of the "
+                             "reported split")
     eval_parser.add_argument("--json", action="store_true")
     eval_parser.set_defaults(handler=_evaluate_command)
+    compare_parser = commands.add_parser("compare", help="two runs on the same test items: DeLong's test of the "
+                                         "AUC difference and McNemar's at their saved operating points")
+    compare_parser.add_argument("run_a")
+    compare_parser.add_argument("run_b")
+    compare_parser.add_argument("--split", default="test")
+    compare_parser.add_argument("--json", action="store_true")
+    compare_parser.set_defaults(handler=_compare_command)
+    baseline_parser = commands.add_parser("baseline", help="a pixel logistic regression on the run's items, C chosen "
+                                          "on validation, its test figures beside the run's")
+    baseline_parser.add_argument("run_dir")
+    baseline_parser.add_argument("--side", type=int, help="pixels per side of the images it sees (default 32)")
+    baseline_parser.add_argument("--json", action="store_true")
+    baseline_parser.set_defaults(handler=_baseline_command)
     predict_parser = commands.add_parser("predict", help="a run's best model on new images: a prediction set "
                                          "stored in the run and a CSV")
     predict_parser.add_argument("run_dir")
@@ -372,6 +526,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     job_parser.add_argument("run_dir")
     job_parser.add_argument("name", help="the prediction set's name")
     job_parser.set_defaults(handler=_predict_job_command)
+    verify_parser = commands.add_parser("verify-job", help="run a verification job the app launched (full decode "
+                                        "of a source's files; its source and progress are in the job file)")
+    verify_parser.add_argument("job_file")
+    verify_parser.set_defaults(handler=_verify_job_command)
     bundle_parser = commands.add_parser("bundle", help="the run's best model as a folder that predicts without Lumen")
     bundle_parser.add_argument("run_dir")
     bundle_parser.add_argument("--out", required=True, help="the folder to write (created; must be new or empty)")

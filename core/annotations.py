@@ -253,7 +253,7 @@ class Store:
     def annotate(self, dataset: str, item_id: str, reader: str, *, label: str | None = None,
                  confidence: int | None = None, note: str | None = None, flags: list[str] | None = None,
                  status: str | None = None, classes: list[str], known_items: set[str] | None = None,
-                 role: str = "annotator", expected: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+                 role: str, expected: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Record what changed (None leaves a field as it is; note='' and flags=[] clear them).
 
         `expected`: the reader's values as the caller showed them (field -> value); when one of the
@@ -266,7 +266,7 @@ class Store:
         return self._write(dataset, item_id, reader.strip(), role, values, expected)
 
     def clear(self, dataset: str, item_id: str, reader: str, *, fields: tuple[str, ...] = CLEARABLE,
-              known_items: set[str] | None = None, role: str = "annotator",
+              known_items: set[str] | None = None, role: str,
               expected: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Withdraw a reader's values (a mis-click, a label on the wrong item): the item counts as not
         labelled by them again, while the trail keeps what was there. Returns the events written."""
@@ -279,7 +279,7 @@ class Store:
         return self._write(dataset, item_id, reader.strip(), role, dict.fromkeys(fields), expected)
 
     def adjudicate(self, dataset: str, item_id: str, reader: str, label: str, *, classes: list[str],
-                   known_items: set[str] | None = None, role: str = "admin") -> list[dict[str, Any]]:
+                   known_items: set[str] | None = None, role: str) -> list[dict[str, Any]]:
         """An admin's final label for an item; it wins over the readers' in corrected labels."""
         require(role, "adjudicate")
         values = validate(item_id, reader, label=label, classes=classes, known_items=known_items)

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from core import evaluation, rundir, workspace
+from core import evaluation, metrics, rundir, workspace
 from core.predict import decision
 from core.preprocess import Preprocessor
 from core.roles import Identity, require
@@ -171,7 +171,7 @@ def _numbers(values: tuple[float, ...]) -> str:
 
 
 def _metrics_section(run_dir: Path, point: dict[str, Any]) -> list[str]:
-    """The test split at the bundle's operating point, with bootstrap 95% intervals."""
+    """The test split at the bundle's operating point, with 95% intervals (core.metrics.intervals)."""
     scale = f", temperature {point['temperature']:g}" if point["temperature"] != 1.0 else ""
     how = (f"saved (tuned on {point.get('tuned_on')}, {point.get('method')})" if point["saved"]
            else "no saved operating point, so 0.5")
@@ -192,7 +192,7 @@ def _metrics_section(run_dir: Path, point: dict[str, Any]) -> list[str]:
     counts = (f"{report['n']} test images, {report['positives']} of them positive: TP {tp}, FP {fp}, FN {fn}, "
               f"TN {tn}.")
     return [*head, counts, "\n".join(table),
-            "Intervals: 2,000 bootstrap draws of the test images; a small test split gives wide intervals."]
+            f"{metrics.INTERVALS_NOTE} A small test split gives wide intervals."]
 
 
 def _fmt(value: float | None) -> str:

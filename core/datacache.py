@@ -11,6 +11,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from core.images import load_item
 from core.preprocess import Preprocessor, channels_for
 
 _WORKERS = min(8, (os.cpu_count() or 1) * 2)
+_WINDOW = 4 * _WORKERS  # images decoded ahead while the cache fills: every thread busy, little memory held
 
 __all__ = ["UnreadableImage", "cache_key", "channels_for_rows", "decoded", "prepared_array"]
 
@@ -81,9 +83,19 @@ def prepared_array(rows: pd.DataFrame, preprocessor: Preprocessor,
             return cached
         except (ValueError, OSError):
             path.unlink(missing_ok=True)  # a damaged cache file is rebuilt
+    with workspace.atomic_path(path) as tmp:
+        _fill(tmp, rows, preprocessor, progress)
+    built: np.ndarray = np.load(path, mmap_mode="r")
+    return built
+
+
+def _fill(tmp: Path, rows: pd.DataFrame, preprocessor: Preprocessor,
+          progress: Callable[[int, int], None] | None) -> None:
+    """Decode the rows straight into the .npy file's memory map: the array never sits in RAM whole
+    (the kernel writes its pages out as they fill), so a dataset larger than RAM can be cached."""
     size, channels = preprocessor.size, preprocessor.channels
-    out = np.empty((len(rows), size, size, channels), dtype=np.uint8)
-    for i, (row, arr) in enumerate(zip(rows.itertuples(), decoded(rows, preprocessor), strict=True)):
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(rows), size, size, channels))
+    for i, (row, arr) in enumerate(zip(rows.itertuples(), decoded(rows, preprocessor, _WINDOW), strict=True)):
         if isinstance(arr, Exception):
             raise UnreadableImage(f"{row.path} cannot be decoded ({arr}). Open the dataset on the Dataset page "
                                   "(or run `python -m core scan`): verification marks such files, and "
@@ -91,5 +103,4 @@ def prepared_array(rows: pd.DataFrame, preprocessor: Preprocessor,
         out[i] = arr
         if progress and (i % 64 == 0 or i == len(rows) - 1):
             progress(i + 1, len(rows))
-    workspace.atomic_write(path, lambda handle: np.save(handle, out))
-    return out
+    out.flush()

@@ -13,10 +13,17 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy.optimize import minimize_scalar
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, classification_report
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    classification_report,
+    roc_curve,
+)
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from core import metrics, rundir, workspace
+from core.roles import Identity, require
 
 
 def default_positive(predictions: pd.DataFrame) -> str:
@@ -35,8 +42,8 @@ def binary_scores(predictions: pd.DataFrame, positive: str,
     return (rows["label"] == positive).to_numpy(), rows[rundir.prob_column(positive)].to_numpy(dtype=np.float64)
 
 
-def summary(curve: metrics.Curve, threshold: float, n_boot: int = 2000) -> dict[str, Any]:
-    """Confusion matrix, every rate with a bootstrap interval, and the threshold-free areas.
+def summary(curve: metrics.Curve, threshold: float) -> dict[str, Any]:
+    """Confusion matrix, every rate with its 95% interval (metrics.intervals), and the threshold-free areas.
 
     Takes a prepared Curve, so a caller that moves the threshold sorts the scores only once."""
     counts = curve.counts(threshold)
@@ -44,7 +51,7 @@ def summary(curve: metrics.Curve, threshold: float, n_boot: int = 2000) -> dict[
         "threshold": float(threshold), "n": curve.n, "positives": curve.n_pos, "negatives": curve.n_neg,
         "confusion_matrix": metrics.confusion_matrix(counts).tolist(),
         "metrics": {k: _clean(v) for k, v in metrics.rates(counts).items()},
-        "intervals_95": metrics.bootstrap_intervals(counts, n_boot=n_boot) if n_boot else {},
+        "intervals_95": metrics.intervals(counts),
         "roc_auc": _clean(curve.roc_auc()), "average_precision": _clean(curve.average_precision()),
     }
 
@@ -58,9 +65,12 @@ def _clean(value: SupportsFloat) -> float | None:
 
 
 def save_operating_point(run_dir: Path, positive: str, threshold: float, tuned_on: str, method: str,
-                         temperature: float = 1.0) -> dict[str, Any]:
+                         temperature: float = 1.0, *, who: Identity | str) -> dict[str, Any]:
     """The temperature is saved with the threshold: a threshold chosen on temperature-scaled scores
-    only means what it meant on those scores."""
+    only means what it meant on those scores. Admins only: the point decides for everyone (each
+    reader's predicted labels in Review, Grad-CAM's sets, prediction CSVs and bundles), so it is the
+    lab's choice for the model, like launching it, not one reader's."""
+    require(who, "save operating points")
     point = {"positive_class": positive, "threshold": float(threshold), "tuned_on": tuned_on,
              "method": method, "temperature": float(temperature), "saved": time.time()}
     workspace.atomic_write_json(rundir.operating_point_path(run_dir), point)
@@ -120,6 +130,64 @@ def evaluate_run(run_dir: Path, split: str = "test", threshold: float | None = N
     if len(rundir.classes_of(predictions)) > 2:
         report["multiclass"] = multiclass_report(predictions, split)
     return report
+
+
+def parse_rule(text: str) -> tuple[str, float | None]:
+    """A tuning rule as the command line writes it: youden, f1, sensitivity=0.95 or specificity=0.9."""
+    name, _, target = text.strip().lower().partition("=")
+    if name in ("youden", "f1") and not target:
+        return name, None
+    if name in ("sensitivity", "specificity"):
+        try:
+            value = float(target)
+        except ValueError:
+            value = float("nan")
+        if 0 < value <= 1:
+            return name, value
+    raise ValueError(f"Unknown tuning rule '{text}': use youden, f1, sensitivity=T or specificity=T (0 < T <= 1).")
+
+
+def tuned_threshold(curve: metrics.Curve, rule: str) -> float | None:
+    """The threshold a rule chooses on a split's curve (the Threshold page's suggestions), or None
+    where none can (a target no threshold reaches, a split without one of the classes)."""
+    name, target = parse_rule(rule)
+    if name == "youden":
+        return metrics.youden_threshold(curve)
+    if name == "f1":
+        return metrics.best_f1_threshold(curve)
+    assert target is not None  # parse_rule gives the targeted rules their target
+    choose = metrics.threshold_for_sensitivity if name == "sensitivity" else metrics.threshold_for_specificity
+    return choose(curve, target)
+
+
+def tune_run(run_dir: Path, rule: str, on: str = "val", split: str = "test", positive: str | None = None,
+             prediction_set: str | None = None) -> dict[str, Any]:
+    """Choose the threshold on one split by a rule and report it there and on `split` (or on a
+    prediction set): "tune on validation, report on test" as the Threshold page does it, on the raw
+    scores. The choice is not saved here."""
+    predictions = rundir.read_predictions(run_dir)
+    saved = load_operating_point(run_dir) or {}
+    positive = positive or saved.get("positive_class") or default_positive(predictions)
+    if on not in set(predictions["split"]):
+        have = ", ".join(sorted(set(predictions["split"])))
+        raise ValueError(f"The run has no '{on}' split to tune on; it has {have}.")
+    threshold = tuned_threshold(metrics.Curve.from_scores(*binary_scores(predictions, positive, on)), rule)
+    if threshold is None:
+        raise ValueError(f"No threshold meets '{rule}' on the {on} split for {positive}.")
+    source = {"threshold_source": f"{rule} on {on}"}
+    return {"rule": rule, "tuned_on": on, "positive_class": positive, "threshold": threshold,
+            "tuning": {**evaluate_run(run_dir, on, threshold, positive), **source},
+            "report": {**evaluate_run(run_dir, split, threshold, positive, prediction_set), **source}}
+
+
+def roc_points(run_dir: Path, split: str, positive: str, prediction_set: str | None = None) -> pd.DataFrame:
+    """fpr, tpr, threshold of the positive class's raw scores on a split (or a prediction set), as
+    scikit-learn's roc_curve gives them (the first threshold is inf: nothing called positive)."""
+    predictions = (rundir.read_predictions(run_dir) if prediction_set is None
+                   else labelled_rows(rundir.read_prediction_set(run_dir, prediction_set)))
+    is_pos, scores = binary_scores(predictions, positive, prediction_set or split)
+    fpr, tpr, thresholds = roc_curve(is_pos, scores)
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thresholds})
 
 
 def labelled_rows(prediction_set: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,6 @@ KS_ALPHA = 0.01
 DOMAIN_AUC_WARNING = 0.75
 #: Breakdown columns: at most this many values (a column with one value per image is no grouping).
 MAX_GROUPS = 50
-N_BOOT = 2000
 
 
 @dataclass(frozen=True)
@@ -122,14 +121,14 @@ def column_title(column: str) -> str:
 
 def breakdown(run_dir: Path, name: str, column: str) -> pd.DataFrame:
     """Per value of `column`: n, positives, ROC AUC, sensitivity and specificity at the saved point,
-    each with its 95% interval (AUC: stratified bootstrap; rates: as core.metrics.bootstrap_intervals)."""
+    each with its 95% interval (AUC: stratified bootstrap; rates: as core.metrics.intervals)."""
     rows = set_rows(run_dir, name)
     if column not in rows:
         raise ValueError(f"The prediction set '{name}' has no column '{column_title(column)}'.")
     out = []
     for value, part in rows.groupby(rows[column].fillna("(blank)").astype(str), sort=True):
         one = scored(run_dir, part)
-        report = evaluation.summary(one.curve(), one.threshold, n_boot=N_BOOT)
+        report = evaluation.summary(one.curve(), one.threshold)
         auc_low, auc_high = auc_interval(one.is_positive, one.scores)
         ci = report["intervals_95"]
         out.append({

@@ -6,6 +6,7 @@ backgrounds are white; a transparent margin then looks like slide, not like blac
 """
 from __future__ import annotations
 
+import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -39,7 +40,7 @@ def check_still(img: Image.Image) -> None:
 
 
 def is_image_path(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS  # no Path object: called per listed file
 
 
 def check_pixel_limit(width: int, height: int, limit: int | None = None) -> None:

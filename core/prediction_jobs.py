@@ -23,7 +23,7 @@ from core import dataroots, rundir, workspace
 from core.datacache import decoded
 from core.embeddings import features_cached
 from core.predict import predict_source
-from core.roles import Identity, require
+from core.roles import Identity, from_record, require, to_record
 from core.runmodel import load_run_model, preprocessor_of
 from core.runs import pid_alive
 from core.sources import SourceError, SourceSpec, csv_columns
@@ -52,9 +52,8 @@ def launch(run_dir: Path, spec: SourceSpec, name: str, who: Identity | str) -> i
     log_path = rundir.prediction_log_path(run_dir, name)
     log_path.unlink(missing_ok=True)
     rundir.prediction_features_path(run_dir, name).unlink(missing_ok=True)  # of an earlier set of this name
-    who = who if isinstance(who, Identity) else Identity("", who)
     _write(run_dir, name, fresh=True, state="queued", spec=spec.to_dict(), created=time.time(), done=0, total=None,
-           message="starting", skipped=[], by={"name": who.name, "role": who.role})
+           message="starting", skipped=[], by=to_record(who))
     cmd = [sys.executable, "-m", "core", "predict-job", str(run_dir), name]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(cmd, cwd=workspace.PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -79,8 +78,8 @@ def run_job(run_dir: Path, name: str) -> int:
             _write(run_dir, name, done=done, total=total, message=f"predicting: {done:,} of {total:,} images")
 
     try:
-        by = job.get("by", {})  # the job acts for whoever launched it, checked again here
-        result = predict_source(run_dir, spec, name, progress, who=Identity(by.get("name", ""), by.get("role", "")))
+        # the job acts for whoever launched it, checked again here
+        result = predict_source(run_dir, spec, name, progress, who=from_record(job.get("by")))
         table = with_source_columns(result.table, spec)
         classes = rundir.classes_of(table)
         rundir.write_predictions(result.path, table.drop(columns=rundir.prob_columns(classes)), classes,

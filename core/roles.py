@@ -19,6 +19,7 @@ LEAST_ROLE = {  # the permission table: each action and the least role that may 
     "export data": "admin",  # files out of Lumen: preprocessed copies, corrected labels, model bundles
     "download annotations": "annotator",  # the readers' labels and notes, per reader
     "delete runs": "admin",
+    "save operating points": "admin",  # a run's threshold decides for every reader and every export
 }
 SIGNED_IN_ROLE = "viewer"  # a signed-in reader the lab's role table does not name: deny by default
 TRUSTED_ROLE = "admin"  # neither login nor roles: one person on their own machine may do everything
@@ -46,6 +47,23 @@ def operator() -> Identity:
 def role_of(who: Identity | str) -> str:
     """The role of an identity; a plain role is its own."""
     return who.role if isinstance(who, Identity) else who
+
+
+def as_identity(who: Identity | str) -> Identity:
+    """An identity; a plain role acts under no name."""
+    return who if isinstance(who, Identity) else Identity("", who)
+
+
+def to_record(who: Identity | str) -> dict[str, str]:
+    """How a background job's file keeps who started it, so the job's own process checks them again."""
+    who = as_identity(who)
+    return {"name": who.name, "role": who.role}
+
+
+def from_record(record: Mapping[str, str] | None) -> Identity:
+    """The identity a job's file keeps; a missing or partial record has no role, so `require` refuses it."""
+    record = record or {}
+    return Identity(str(record.get("name", "")), str(record.get("role", "")))
 
 
 def may(who: Identity | str, action: str) -> bool:

@@ -76,7 +76,9 @@ class Augment(_Part):
     rotate90: bool = True
     rotation: float = Field(default=0.0, ge=0, le=180)  # degrees either way
     shift: float = Field(default=0.0, ge=0, lt=0.5)  # share of the image size
-    color_jitter: float = Field(default=0.0, ge=0, lt=1)
+    color_jitter: float = Field(default=0.0, ge=0, lt=1)  # brightness and contrast, each by up to this share
+    saturation: float = Field(default=0.0, ge=0, lt=1)  # saturation by up to this share (torchvision's ColorJitter)
+    hue: float = Field(default=0.0, ge=0, le=0.5)  # hue shift by up to this share of the colour circle
 
 
 class Model(_Part):
@@ -332,6 +334,20 @@ def run_configs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
              "split": {**base["split"], "seed": base["split"]["seed"] + (repeat if reseed else 0),
                        "fold": None if base["split"]["folds"] == 1 else fold}}
             for repeat in range(base["repeats"]) for fold in folds]
+
+
+def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted names of the fields whose values differ ("optimiser.lr"); dataset.source and
+    model.options count as one field each, as they are replaced whole."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        name, before, after = f"{prefix}{key}", old.get(key), new.get(key)
+        whole = name in ("dataset.source", "model.options")
+        if isinstance(before, Mapping) and isinstance(after, Mapping) and not whole:
+            changed += changed_fields(before, after, f"{name}.")
+        elif before != after:
+            changed.append(name)
+    return changed
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 This module is the only place that knows a run's files::
 
     config.json            the full run config
-    status.json            state (queued|running|finished|failed|cancelled), pid, times, epoch, message
+    status.json            state (queued|running|finished|failed|cancelled), pid, times, epoch, message,
+                           launched_by (who launched it, checked again by its process)
     splits.csv             the items the run trained on, in the image cache's order, and their splits
     metrics.jsonl          one JSON object per finished epoch
     checkpoints/last.pt    model, optimiser, scheduler, epoch, config, classes, preprocessor
@@ -15,6 +16,8 @@ This module is the only place that knows a run's files::
     operating_point.json   the saved decision (positive class, threshold, temperature)
     features.npz, embeddings/    the best model's features and their 2-D layouts
     job.sbatch, log.txt    the SLURM job script, the job's own output
+    baseline/              a pixel logistic regression on the same items (core.baseline): its
+                           predictions.parquet, as a run's, and baseline.json (C grid, chosen C, figures)
 
 Every write goes through `workspace.atomic_write` (a unique temporary file, fsync, rename), so a
 reader never sees half a file and a killed job never leaves a corrupt one.
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core import workspace
+from core.roles import Identity, from_record, to_record
 
 if TYPE_CHECKING:
     import numpy as np
@@ -135,6 +139,17 @@ def log_path(run_dir: Path) -> Path:
     return Path(run_dir) / "log.txt"
 
 
+def baseline_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "baseline"
+
+
+def baseline_record_path(run_dir: Path) -> Path:
+    return baseline_dir(run_dir) / "baseline.json"
+
+
+LOG_FORMAT = "[lumen] %(message)s"  # of log.txt's lines, and of `python -m core train`'s output
+
+
 def shipped_files(run_dir: Path) -> list[Path]:
     """What a finished run consists of, for copying one (the embedded demo run)."""
     return [config_path(run_dir), status_path(run_dir), splits_path(run_dir), metrics_path(run_dir),
@@ -187,6 +202,17 @@ def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
     status = {**read_status(run_dir), **fields, "updated": time.time()}
     workspace.atomic_write_json(status_path(run_dir), status)
     return status
+
+
+def write_launcher(run_dir: Path, who: Identity | str) -> None:
+    """Keep who launches the run, before its process starts and reads it."""
+    write_status(run_dir, launched_by=to_record(who))
+
+
+def read_launcher(run_dir: Path) -> Identity | None:
+    """Who launched the run from Lumen; None for a run nobody launched (one started at the shell)."""
+    record = read_status(run_dir).get("launched_by")
+    return None if record is None else from_record(record)
 
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from core import rundir, slurm, workspace
-from core.roles import require
+from core.roles import Identity, operator, require
 from core.runconfig import run_configs
 
 
@@ -31,9 +31,10 @@ def new_run_id(config: dict[str, Any]) -> str:
     return f"{stamp}-{config['model']['name']}-{secrets.token_hex(2)}"
 
 
-def create_runs(config: dict[str, Any]) -> list[Path]:
+def create_runs(config: dict[str, Any], *, who: Identity | str) -> list[Path]:
     """One run directory per repeat and fold (core.runconfig.run_configs), each with its config and a
     queued status, in run_configs' order."""
+    require(who, "launch runs")
     dirs = []
     for one in run_configs(config):
         run_dir = rundir.runs_root() / new_run_id(one)
@@ -44,11 +45,14 @@ def create_runs(config: dict[str, Any]) -> list[Path]:
     return dirs
 
 
-def launch(run_dir: Path, resume: bool = False) -> int:
-    """Start the training process detached from the caller; returns its pid."""
+def launch(run_dir: Path, resume: bool = False, *, who: Identity | str) -> int:
+    """Start the training process detached from the caller; returns its pid. status.json keeps who
+    launched it, and the process checks them again before it trains (check_launcher)."""
+    require(who, "launch runs")
     run_dir = Path(run_dir)
     cmd = [sys.executable, "-m", "core", "train", "--config", str(rundir.config_path(run_dir)),
            "--run-dir", str(run_dir)] + (["--resume"] if resume else [])
+    rundir.write_launcher(run_dir, who)
     with open(rundir.log_path(run_dir), "ab") as log:
         process = subprocess.Popen(cmd, cwd=workspace.PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True,
@@ -57,6 +61,13 @@ def launch(run_dir: Path, resume: bool = False) -> int:
     rundir.write_status(run_dir, state="queued", pid=process.pid, message="waiting for the device",
                         finished=None, cancel_requested=False, scheduler="local")
     return process.pid
+
+
+def check_launcher(run_dir: Path) -> None:
+    """The training process's own check: whoever status.json says launched the run must still be
+    allowed to, so a run folder cannot train for a role below "launch runs". A process started at the
+    shell on a run nobody launched from Lumen acts for the operator there."""
+    require(rundir.read_launcher(run_dir) or operator(), "launch runs")
 
 
 # ---------------------------------------------------------------- queue
@@ -126,11 +137,12 @@ def status(run_dir: Path) -> dict[str, Any]:
     return current
 
 
-def cancel(run_dir: Path) -> bool:
+def cancel(run_dir: Path, *, who: Identity | str) -> bool:
     """Ask the run's process to stop at the next batch; True when there was one to ask."""
+    require(who, "launch runs")
     current = status(run_dir)
     if current.get("scheduler") == "slurm":
-        return slurm.cancel(run_dir, current)
+        return slurm.cancel(run_dir, current, who=who)
     pid: int | None = current.get("pid")
     if current.get("state") not in rundir.ACTIVE or pid is None or not pid_alive(pid):
         return False
@@ -139,12 +151,13 @@ def cancel(run_dir: Path) -> bool:
     return True
 
 
-def resume(run_dir: Path) -> int:
+def resume(run_dir: Path, *, who: Identity | str) -> int:
     """Relaunch a cancelled or failed run from its last checkpoint (or from scratch without one)."""
+    require(who, "launch runs")
     current = status(run_dir)
     if current.get("state") in rundir.ACTIVE:
         raise ValueError("This run is still active; cancel it before resuming.")
-    return launch(run_dir, resume=rundir.checkpoint_path(run_dir, "last").exists())
+    return launch(run_dir, resume=rundir.checkpoint_path(run_dir, "last").exists(), who=who)
 
 
 def wait(run_dir: Path, timeout: float = 600, poll: float = 0.5) -> dict[str, Any]:
@@ -211,11 +224,11 @@ def compare(run_dirs: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def delete(run_dir: Path, role: str) -> None:
+def delete(run_dir: Path, *, who: Identity | str) -> None:
     """Remove a run directory for good: admins only, never an active run or the embedded demo."""
     import shutil
 
-    require(role, "delete runs")
+    require(who, "delete runs")
     run_dir = Path(run_dir)
     if run_dir in rundir.demo_runs():
         raise ValueError("The embedded demo run ships with Lumen and cannot be deleted.")

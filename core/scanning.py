@@ -1,9 +1,13 @@
 """Scanning: header-only facts for every item at once, full-decode verification later.
 
-Reading headers (size, mode, format) plus a content hash costs a file read but no decode, so a
-page can show classes and sizes of tens of thousands of images in seconds. Verification decodes
-each file to catch what a header cannot show (truncation); it runs once per file version, because
-the facts are cached in the workspace keyed by path, size and modification time.
+Reading headers (size, mode, format) and the first PREFIX_BYTES of each file costs no decode and,
+for large files, no full read, so a page can show classes and sizes of tens of thousands of images
+in seconds. The content hash is exact for files no longer than the prefix (most crops); a longer
+file gets a key of its size and prefix, and is read whole only when that key is shared, so
+duplicates are still found exactly. Verification decodes each file to catch what a header cannot
+show (truncation) and, as it reads every byte anyway, replaces the remaining prefix keys with full
+hashes. Both run once per file version: the facts are cached in the workspace keyed by path, size
+and modification time.
 """
 from __future__ import annotations
 
@@ -22,10 +26,13 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from core import workspace
+from core.imageheader import read_header
 from core.images import ImageTooLarge, NotAStillImage, check_pixel_limit, check_still, to_uint8_array
 from core.sources import SourceSpec, list_items
 
-FACT_COLUMNS = ["width", "height", "mode", "format", "bytes", "hash", "file_problem", "verified"]
+FACT_COLUMNS = ["width", "height", "mode", "format", "bytes", "hash", "hash_exact", "file_problem", "verified"]
+#: How much of each file the header scan reads and hashes; a file this long or shorter is hashed whole.
+PREFIX_BYTES = 64 * 1024
 STAT_COLUMNS = ["mtime_ns", "size"]
 ProgressFn = Callable[[int, int], None]
 Item = TypeVar("Item")
@@ -37,23 +44,44 @@ _cache_lock = threading.Lock()
 
 
 def header_facts(path: str) -> dict[str, Any]:
-    """Size, mode, format, byte count and content hash of one file, without decoding pixels."""
-    facts: dict[str, Any] = dict(width=0, height=0, mode=None, format=None, bytes=0, hash=None, file_problem=None,
-                                 verified=False)
+    """Size, mode, format, byte count and content key of one file, from its first bytes, without
+    decoding pixels."""
+    facts: dict[str, Any] = dict(width=0, height=0, mode=None, format=None, bytes=0, hash=None, hash_exact=False,
+                                 file_problem=None, verified=False)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            prefix = handle.read(PREFIX_BYTES)
+            size = os.fstat(handle.fileno()).st_size
+            facts["bytes"] = size
+            if not prefix:
+                facts["file_problem"] = "empty file (0 bytes)"
+                return facts
+            exact = len(prefix) >= size
+            facts.update(hash=full_hash(prefix) if exact else _prefix_key(prefix, size), hash_exact=exact)
+            handle.seek(0)
+            facts.update(_image_header(handle, prefix))
     except OSError as exc:
         facts["file_problem"] = f"cannot read the file: {exc.strerror or exc}"
+    return facts
+
+
+def _image_header(handle: Any, prefix: bytes) -> dict[str, Any]:
+    """Width and height (as displayed, after EXIF rotation), mode and format, or the problem: from
+    the prefix alone for plain JPEG and PNG (core.imageheader), else from Pillow."""
+    facts: dict[str, Any] = {}
+    plain = read_header(prefix)
+    if plain is not None:
+        width, height, mode, image_format = plain
+        facts.update(width=width, height=height, mode=mode, format=image_format)
+        try:
+            check_pixel_limit(width, height)
+        except ImageTooLarge as exc:
+            facts["file_problem"] = str(exc)
         return facts
-    facts["bytes"] = len(data)
-    if not data:
-        facts["file_problem"] = "empty file (0 bytes)"
-        return facts
-    facts["hash"] = hashlib.blake2b(data, digest_size=16).hexdigest()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(handle) as img:
                 width, height = img.size
                 if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
                     width, height = height, width
@@ -69,6 +97,27 @@ def header_facts(path: str) -> dict[str, Any]:
     return facts
 
 
+def full_hash(data: bytes) -> str:
+    """The exact content hash (what duplicates, caches and runs compare)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _prefix_key(prefix: bytes, size: int) -> str:
+    """A long file's size and first bytes: equal for equal files; marked (``person``) so it never
+    equals a full hash."""
+    digest = hashlib.blake2b(prefix, digest_size=16, person=b"lumen-prefix")
+    digest.update(size.to_bytes(8, "little"))
+    return digest.hexdigest()
+
+
+def _file_hash(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+    except OSError:
+        return None  # keeps its prefix key; the file's problem shows when verification reads it
+
+
 def describe_decode_error(exc: Exception) -> str:
     """PIL's many exception kinds, said plainly."""
     text = str(exc)
@@ -77,21 +126,26 @@ def describe_decode_error(exc: Exception) -> str:
     return f"cannot decode the image: {text}"
 
 
-def verify_file(path: str) -> str | None:
-    """Decode a file fully; return a plain-language problem, or None when it decodes."""
+def verify_file(path: str) -> tuple[str | None, str | None]:
+    """Decode a file fully: its plain-language problem (None when it decodes) and, since every byte
+    is read anyway, its exact content hash."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return f"cannot read the file: {exc.strerror or exc}", None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 check_pixel_limit(*img.size)
                 check_still(img)
                 img.load()
                 to_uint8_array(img)
     except (ImageTooLarge, NotAStillImage) as exc:
-        return str(exc)
+        return str(exc), full_hash(data)
     except Exception as exc:
-        return describe_decode_error(exc)
-    return None
+        return describe_decode_error(exc), full_hash(data)
+    return None, full_hash(data)
 
 
 def _npz_facts(path: str, index: np.ndarray) -> pd.DataFrame:
@@ -103,7 +157,7 @@ def _npz_facts(path: str, index: np.ndarray) -> pd.DataFrame:
             arr = arrays[split][int(item_index)]
             out.append(dict(width=arr.shape[1], height=arr.shape[0],
                             mode="L" if arr.ndim == 2 else "RGB", format="NPZ", bytes=int(arr.nbytes),
-                            hash=hashlib.blake2b(np.ascontiguousarray(arr).tobytes(), digest_size=16).hexdigest(),
+                            hash=full_hash(np.ascontiguousarray(arr).tobytes()), hash_exact=True,
                             file_problem=None, verified=True))
     return pd.DataFrame(out, columns=FACT_COLUMNS)
 
@@ -175,17 +229,36 @@ def scan(spec: SourceSpec, verify: bool = False, progress: ProgressFn | None = N
     fresh = pd.concat([merged.loc[stale, ["path", *STAT_COLUMNS]].reset_index(drop=True), fresh], axis=1)
     merged = pd.concat([merged.loc[~stale], fresh], ignore_index=True) if todo_header else merged
     merged["verified"] = merged["verified"].fillna(False).astype(bool)
+    merged["hash_exact"] = merged["hash_exact"].fillna(True).astype(bool)  # caches from before prefix keys
+    rehashed = _hash_shared_prefixes(merged)
     if verify:
         todo_verify = merged.index[~merged["verified"] & merged["file_problem"].isna()].tolist()
-        problems = _run_parallel(verify_file, merged.loc[todo_verify, "path"].tolist(), progress, 0,
-                                 len(todo_verify))
+        results = _run_parallel(verify_file, merged.loc[todo_verify, "path"].tolist(), progress, 0,
+                                len(todo_verify))
+        problems, hashes = zip(*results) if results else ((), ())
         merged.loc[todo_verify, "file_problem"] = pd.Series(problems, index=todo_verify, dtype=object)
+        hashed = pd.Series(hashes, index=todo_verify, dtype=object).dropna()
+        merged.loc[hashed.index, "hash"] = hashed
+        merged.loc[hashed.index, "hash_exact"] = True
         merged.loc[todo_verify, "verified"] = True
-    if todo_header or verify:
+    if todo_header or rehashed or verify:
         with _cache_lock:
             _save_fact_cache(spec, merged)
     facts = listing[["path"]].merge(merged, on="path", how="left")[FACT_COLUMNS]
     return _combine(listing, facts)
+
+
+def _hash_shared_prefixes(merged: pd.DataFrame) -> int:
+    """Replace prefix keys that several files share with full hashes (in place): equal keys mean
+    equal size and first bytes, which only the whole content can tell from a true duplicate.
+    Returns how many files were read whole."""
+    partial = merged["hash"].notna() & ~merged["hash_exact"]
+    shared = merged.index[partial & merged["hash"].where(partial).duplicated(keep=False)].tolist()
+    hashes = pd.Series(_run_parallel(_file_hash, merged.loc[shared, "path"].tolist(), None, 0, len(shared)),
+                       index=shared, dtype=object).dropna()
+    merged.loc[hashes.index, "hash"] = hashes
+    merged.loc[hashes.index, "hash_exact"] = True
+    return len(shared)
 
 
 def _combine(listing: pd.DataFrame, facts: pd.DataFrame) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core import rundir, workspace
+from core.roles import Identity, require
 
 # SLURM's states for a job that can no longer write its own ending. COMPLETED is not one: a job
 # that ended cleanly wrote its status, which a shared filesystem may show a moment later.
@@ -54,14 +55,16 @@ def _launch(run_dir: Path, gpus: int, nodes: int, resume: bool) -> list[str]:
     return setup + [" ".join(command)]
 
 
-def write_sbatch(run_dir: Path, *, partition: str | None = None, gpus: int = 1, cpus: int = 8, mem: str = "32G",
-                 time: str = "04:00:00", account: str | None = None, nodes: int = 1,
+def write_sbatch(run_dir: Path, *, who: Identity | str, partition: str | None = None, gpus: int = 1, cpus: int = 8,
+                 mem: str = "32G", time: str = "04:00:00", account: str | None = None, nodes: int = 1,
                  extra_lines: Sequence[str] = (), resume: bool = False) -> Path:
-    """Write run_dir/job.sbatch and mark the run as a SLURM run (queued) in status.json.
+    """Write run_dir/job.sbatch and mark the run as a SLURM run (queued) in status.json, with who
+    launched it: the job's training process checks them again, as a local run's does.
 
     ``extra_lines`` go verbatim after the #SBATCH block: more directives (``#SBATCH --qos=high``)
     or setup (``module load cuda``).
     """
+    require(who, "launch runs")
     run_dir = Path(run_dir).resolve()
     if not rundir.config_path(run_dir).exists():
         raise SlurmError(f"{run_dir} has no config.json: create the run first (python -m core slurm --config ...).")
@@ -85,14 +88,15 @@ def write_sbatch(run_dir: Path, *, partition: str | None = None, gpus: int = 1, 
              *_launch(run_dir, gpus, nodes, resume)]
     path = rundir.sbatch_path(run_dir)
     workspace.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    rundir.write_launcher(run_dir, who)
     rundir.write_status(run_dir, scheduler="slurm", state="queued", pid=None, slurm_job_id=None, finished=None,
                         message=f"job script written: submit it with sbatch {path}")
     return path
 
 
-def submit(run_dir: Path, **options: Any) -> str:
+def submit(run_dir: Path, *, who: Identity | str, **options: Any) -> str:
     """Write the job script and hand it to sbatch; returns SLURM's job id (kept in status.json)."""
-    script = write_sbatch(run_dir, **options)
+    script = write_sbatch(run_dir, who=who, **options)
     if shutil.which("sbatch") is None:
         raise SlurmError(f"sbatch not found: copy {script} to your cluster's login node and run sbatch there")
     result = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True, timeout=60)
@@ -140,8 +144,9 @@ def reconcile(run_dir: Path, current: dict[str, Any]) -> dict[str, Any]:
                                        "resume continues from the last finished epoch")
 
 
-def cancel(run_dir: Path, current: dict[str, Any]) -> bool:
+def cancel(run_dir: Path, current: dict[str, Any], *, who: Identity | str) -> bool:
     """scancel the run's job (never a local kill: its pid belongs to a compute node); True when done."""
+    require(who, "launch runs")
     job_id = current.get("slurm_job_id")
     if current.get("state") == "queued" and not job_id:  # written, never submitted from here
         rundir.write_status(run_dir, state="cancelled", finished=time.time(),

@@ -216,11 +216,13 @@ def _mark_listing_problems(table: pd.DataFrame, spec: SourceSpec) -> pd.DataFram
     return table.reset_index(drop=True)
 
 
-def _walk_images(folder: Path) -> list[Path]:
-    found: list[Path] = []
+def _walk_images(folder: Path) -> list[str]:
+    """Image files under ``folder``, as path strings in sorted order (strings, not Path objects:
+    a listing of 100,000 files spends its time building them otherwise)."""
+    found: list[str] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root) / f for f in sorted(files) if not f.startswith(".") and is_image_path(f))
+        found.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith(".") and is_image_path(f))
     return found
 
 
@@ -232,28 +234,27 @@ def _list_folder(spec: SourceSpec) -> pd.DataFrame:
     root = Path(spec.path).resolve()
     subdirs = _subdirs(root)
     split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_ALIASES]
-    rows: list[dict[str, Any]] = []
     if split_dirs and len(split_dirs) == len(subdirs):
-        for split_dir in split_dirs:
-            rows += _class_rows(root, split_dir, SPLIT_ALIASES[split_dir.name.lower()])
+        parts = [_class_rows(root, split_dir, SPLIT_ALIASES[split_dir.name.lower()]) for split_dir in split_dirs]
     else:
-        rows += _class_rows(root, root, None)
-    return pd.DataFrame(rows, columns=LIST_COLUMNS)
+        parts = [_class_rows(root, root, None)]
+    paths = [path for part in parts for path in part[0]]
+    prefix = len(os.path.join(root, ""))  # every listed path lies under the root: os.walk does not follow links
+    return pd.DataFrame({"id": [path[prefix:].replace(os.sep, "/") for path in paths], "path": paths, "index": -1,
+                         "label": [label for part in parts for label in part[1]],
+                         "split": [split for part in parts for split in part[2]],
+                         "group": None, "mask_path": None, "problem": None}, columns=LIST_COLUMNS)
 
 
-def _class_rows(root: Path, folder: Path, split: str | None) -> list[dict[str, Any]]:
-    rows = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and is_image_path(p)):
-        rows.append(_row(root, path, None, split))  # images beside the class folders: unlabelled
+def _class_rows(root: Path, folder: Path, split: str | None) -> tuple[list[str], list[str | None], list[str | None]]:
+    """Paths, labels and splits of ``folder``: images beside the class folders are unlabelled."""
+    paths = sorted(str(p) for p in folder.iterdir() if p.is_file() and is_image_path(p))
+    labels: list[str | None] = [None] * len(paths)
     for class_dir in _subdirs(folder):
-        rows += [_row(root, path, class_dir.name, split) for path in _walk_images(class_dir)]
-    return rows
-
-
-def _row(root: Path, path: Path, label: str | None, split: str | None) -> dict[str, Any]:
-    return {"id": path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path),
-            "path": str(path), "index": -1, "label": label, "split": split, "group": None,
-            "mask_path": None, "problem": None}
+        found = _walk_images(class_dir)
+        paths += found
+        labels += [class_dir.name] * len(found)
+    return paths, labels, [split] * len(paths)
 
 
 def read_csv_header(path: str | Path) -> list[str]:

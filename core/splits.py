@@ -38,11 +38,12 @@ def assign_splits(manifest: pd.DataFrame, ratios: Sequence[float] | np.ndarray =
     return result
 
 
-def _units(rows: pd.DataFrame, group_column: str | None) -> pd.Series:
-    """What must stay together: each row's group (a row without one stands alone), or each row."""
+def _units(rows: pd.DataFrame, group_column: str | None) -> np.ndarray:
+    """What must stay together, as strings: each row's group (a row without one stands alone), or each row."""
     if group_column and group_column in rows and rows[group_column].notna().any():
-        return rows[group_column].fillna(pd.Series("<row>" + rows.index.astype(str), index=rows.index)).astype(str)
-    return pd.Series(rows.index.astype(str), index=rows.index)
+        alone = pd.Series("<row>" + rows.index.astype(str), index=rows.index)
+        return np.asarray(rows[group_column].fillna(alone).astype(str), dtype=str)
+    return rows.index.to_numpy().astype(str)
 
 
 def assign_fold(manifest: pd.DataFrame, folds: int, fold: int, ratios: Sequence[float] | np.ndarray = DEFAULT_RATIOS,
@@ -52,7 +53,7 @@ def assign_fold(manifest: pd.DataFrame, folds: int, fold: int, ratios: Sequence[
     ratios, groups kept whole. Every item is held out by exactly one of the K folds, so the K runs
     together give each item an out-of-fold prediction. The dataset's own splits are pooled."""
     labels = manifest["label"].fillna("<unlabelled>").astype(str).to_numpy()
-    units = _units(manifest, group_column).to_numpy()
+    units = _units(manifest, group_column)
     if len(set(units)) < folds:
         raise ValueError(f"{folds} folds need at least {folds} groups; the data has {len(set(units))}.")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -66,18 +67,20 @@ def assign_fold(manifest: pd.DataFrame, folds: int, fold: int, ratios: Sequence[
     return result
 
 
-def _greedy_assign(units: pd.Series, labels: pd.Series, ratios: np.ndarray, seed: int) -> np.ndarray:
-    classes, label_codes = np.unique(labels.to_numpy(), return_inverse=True)
-    unit_names, unit_codes = np.unique(units.to_numpy(), return_inverse=True)
-    counts = np.zeros((len(unit_names), len(classes)))
-    np.add.at(counts, (unit_codes, label_codes), 1)
+def _greedy_assign(units: np.ndarray, labels: pd.Series, ratios: np.ndarray, seed: int) -> np.ndarray:
+    # numpy strings: sorted in C, in the same (code point) order as Python's
+    classes, label_codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    unit_names, unit_codes = np.unique(units, return_inverse=True)
+    counts = np.bincount(unit_codes * len(classes) + label_codes,
+                         minlength=len(unit_names) * len(classes)).reshape(len(unit_names), len(classes)).astype(float)
     target = ratios[:, None] * counts.sum(axis=0)[None, :]  # splits x classes
     current = np.zeros_like(target)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(unit_names))
     order = order[np.argsort(-counts[order].sum(axis=1), kind="stable")]  # big groups first
     unit_split = np.empty(len(unit_names), dtype=int)
-    for unit in order:
+    single = counts[order].sum(axis=1) == 1  # the tail of the order: units of one item
+    for unit in order[~single]:
         need = counts[unit]
         # growth of the squared, quota-weighted distance from the targets if the unit joins each split
         cost = ((need ** 2)[None, :] + 2 * need[None, :] * (current - target)) / np.maximum(target, 1.0)
@@ -86,7 +89,26 @@ def _greedy_assign(units: pd.Series, labels: pd.Series, ratios: np.ndarray, seed
         choice = int(np.argmin(cost))
         unit_split[unit] = choice
         current[choice] += need
+    _assign_single_items(order[single], counts, current, target, ratios, unit_split)
     return np.array(SPLITS, dtype=object)[unit_split[unit_codes]]
+
+
+def _assign_single_items(units: np.ndarray, counts: np.ndarray, current: np.ndarray, target: np.ndarray,
+                         ratios: np.ndarray, unit_split: np.ndarray) -> None:
+    """The greedy loop's choices for one-item units (all of them when there are no groups), without
+    the loop. Such a unit changes and is costed only in its own class's column, so each class is a
+    sequence of its own: the item that finds a split holding x of the class costs
+    (1 + 2 (x - target)) / max(target, 1) there, which grows with x, and the greedy takes the
+    cheapest (first split on ties) each time, which is the order of all those costs sorted."""
+    unit_class = counts[units].argmax(axis=1)
+    allowed = np.flatnonzero(ratios > 0)
+    for c in np.unique(unit_class):
+        members = units[unit_class == c]
+        filled = current[allowed, c][:, None] + np.arange(len(members))[None, :]  # splits x members
+        cost = (1.0 + 2.0 * (filled - target[allowed, c][:, None])) / np.maximum(target[allowed, c], 1.0)[:, None]
+        split_of = np.broadcast_to(allowed[:, None], cost.shape).ravel()
+        taken = np.argsort(cost.ravel(), kind="stable")[:len(members)]  # split by split: ties to the first
+        unit_split[members] = split_of[taken]
 
 
 def draw_subset(rows: pd.DataFrame, fraction: float | None = None, per_class: int | None = None,

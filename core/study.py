@@ -29,6 +29,7 @@ from scipy import stats
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from core import rundir, runs, workspace
+from core.roles import Identity, require
 from core.runconfig import MAX_RUNS, ConfigError, dataset_spec, defaults, make_config, run_configs
 
 CONFIDENCE = 0.95
@@ -136,14 +137,15 @@ def _cell_words(cell: dict[str, Any]) -> str:
     return ", ".join(f"{field}={value}" for field, value in cell.items()) or "(the base config)"
 
 
-def create_study(spec: StudySpec) -> Path:
+def create_study(spec: StudySpec, *, who: Identity | str) -> Path:
     """The study folder and every run of every cell (queued, not started), after plan() accepted all."""
+    require(who, "launch runs")
     planned = plan(spec)
     study_dir = studies_root() / f"{time.strftime('%Y%m%d-%H%M%S')}-study-{secrets.token_hex(2)}"
     study_dir.mkdir(parents=True)
     rows = []
     for index, (_, config) in enumerate(planned):
-        for run_dir in runs.create_runs(config):
+        for run_dir in runs.create_runs(config, who=who):
             one = rundir.read_config(run_dir)
             rows.append({"run": run_dir.name, "path": str(run_dir), "cell": index,
                          "repeat": one["seed"] - config["seed"], "fold": one["split"]["fold"]})
@@ -156,9 +158,10 @@ def create_study(spec: StudySpec) -> Path:
     return study_dir
 
 
-def launch_study(study_dir: Path) -> list[int]:
+def launch_study(study_dir: Path, *, who: Identity | str) -> list[int]:
     """Start every run of the study; they queue on the device lock (core.runs.device_slot)."""
-    return [runs.launch(Path(row["path"])) for row in read_record(study_dir)["runs"]]
+    require(who, "launch runs")
+    return [runs.launch(Path(row["path"]), who=who) for row in read_record(study_dir)["runs"]]
 
 
 def states(study_dir: Path) -> pd.Series:

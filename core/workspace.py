@@ -9,7 +9,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -50,14 +51,26 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], link_as: Path 
     `link_as` also publishes the same file under a second name (timm's best-from-last checkpoint),
     before `path` itself: a kill in between leaves the second name new and `path` old, never the
     reverse."""
+    with atomic_path(path, link_as) as tmp, open(tmp, "wb") as handle:
+        write(handle)
+
+
+@contextmanager
+def atomic_path(path: Path, link_as: Path | None = None) -> Iterator[Path]:
+    """atomic_write for a writer that needs a file name rather than a handle (a memory map): the
+    block fills the temporary file it is given, which is published when the block ends, and
+    removed when it raises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a shared LUMEN_HOME needs the usual mode
         if link_as is not None:
             _publish_copy(Path(tmp), Path(link_as))

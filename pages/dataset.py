@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
-from core import registry, roles
+from core import registry, roles, verify_jobs
 from core.groups import suggest_grouping
 from core.sources import SourceError, SourceSpec
 from core.splits import assign_splits, duplicate_groups, imbalance_ratio, leakage_report, split_table
@@ -18,7 +20,7 @@ from ui.identity import current_reader
 from ui.router import ensure_router
 from ui.state import clear_manifest_cache, current_dataset, load_manifest
 from ui.text import md
-from ui.verify import forget, verification_job
+from ui.verify import ensure_verification, show_verification
 
 ensure_router()
 
@@ -40,13 +42,12 @@ def _header(name, spec) -> None:
 
 
 def _load_or_explain(name, spec):
-    """The manifest, its verification job and whether this manifest already carries the job's
-    results (read once: the job may finish while the page draws); or a clear error with a way out
-    when the source cannot be read."""
+    """The manifest (with the verification job's results once it has finished) and that job, started
+    when files wait for it; or a clear error with a way out when the source cannot be read."""
     try:
-        job = verification_job(spec)
-        verified = job.finished.is_set() and not job.error
-        return load_manifest(spec, verify=verified), job, verified
+        job = verify_jobs.status(spec)
+        manifest = load_manifest(spec, facts_version=job.get("finished"))
+        return manifest, ensure_verification(spec, manifest, job)
     except SourceError as exc:
         st.error(f"This dataset cannot be read: {md(exc)}")
         if (name not in registry.DEMO_DATASETS and roles.may(current_reader(), "manage datasets")
@@ -56,16 +57,7 @@ def _load_or_explain(name, spec):
         st.stop()
 
 
-@st.fragment(run_every=1.0)
-def _verification_progress(job) -> None:
-    if job.finished.is_set():
-        st.rerun(scope="app")  # the manifest now carries the decode results
-    share = job.done / job.total if job.total else 0.0
-    st.progress(share, text=f"Verifying every image by decoding it: {job.done:,} of {job.total:,} "
-                            "(headers are shown meanwhile)")
-
-
-def _headline(manifest, summary, job, verified: bool) -> None:
+def _headline(manifest, summary, spec, job) -> None:
     cols = st.columns(6)
     cols[0].metric("Items", f"{summary['items']:,}")
     cols[1].metric("Usable for training", f"{summary['usable']:,}")
@@ -75,12 +67,7 @@ def _headline(manifest, summary, job, verified: bool) -> None:
                    help="Largest class count over smallest, usable items")
     cols[4].metric("Problems", len(summary["problems"]))
     cols[5].metric("Unlabelled", f"{summary['unlabelled']:,}")
-    if job.error:
-        st.warning(f"Verification stopped: {md(job.error)}. Header facts are shown.")
-    elif not verified:
-        _verification_progress(job)  # reruns the page with the verified manifest once the job is done
-    else:
-        st.caption(f"All {summary['verified']:,} readable images were decoded and verified.")
+    show_verification(spec, manifest, job)
     if summary["problems"]:
         st.warning(f"{len(summary['problems']):,} items have a problem and are left out of training "
                    "(see Problems below).")
@@ -96,7 +83,7 @@ def _suggest_groups(manifest: pd.DataFrame, name: str, spec: SourceSpec) -> None
     """Names that share evident prefixes (slide ids) but no group set: say what grouping would make."""
     if manifest["group"].notna().any() or spec.resolved_kind() == "npz":
         return
-    suggestion = suggest_grouping(manifest["id"], manifest["label"])
+    suggestion = _grouping_suggestion(manifest["id"], manifest["label"])
     if suggestion is None:
         return
     st.info(f"The file names look grouped: the {md(suggestion.preset)} would make {suggestion.groups:,} groups "
@@ -106,6 +93,13 @@ def _suggest_groups(manifest: pd.DataFrame, name: str, spec: SourceSpec) -> None
         registry.add_dataset(name, replace(spec, group_pattern=suggestion.pattern), who=current_reader())
         st.session_state.pop(_grouped_key(name), None)  # the toggle starts on, now that there are groups
         st.rerun()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _grouping_suggestion(ids: pd.Series, labels: pd.Series):
+    """Cached: four patterns over every name take seconds at 100,000 items, and every rerun (a split
+    ratio, a seed) would pay them again."""
+    return suggest_grouping(ids, labels)
 
 
 def _grouped_key(name: str) -> str:
@@ -169,6 +163,24 @@ def _leakage(manifest, split) -> None:
         _table(groups)
 
 
+def _binned_histogram(frame: pd.DataFrame, field: str, title: str, bins: int = 40) -> go.Figure:
+    """Per-class histograms on shared bins, counted here: the browser gets 40 bars per class, not
+    every item's value (100,000 items made each figure megabytes and the page seconds slower)."""
+    values = frame[field].to_numpy(dtype=float)
+    if (values == np.round(values)).all():  # pixel counts: whole-number bins, each as wide, so none spikes
+        step = max(1, int(np.ceil((values.max() - values.min() + 1) / bins)))
+        edges = np.arange(values.min(), values.max() + step + 1, step) - 0.5
+    else:
+        edges = np.histogram_bin_edges(values, bins=bins)
+    fig = go.Figure()
+    for label in pd.unique(frame["label"]):
+        counts, _ = np.histogram(frame.loc[frame["label"] == label, field].to_numpy(dtype=float), bins=edges)
+        fig.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name=str(label), opacity=0.6)
+    fig.update_layout(title=title, barmode="overlay", height=300, margin={"t": 40, "b": 10}, legend_title=None,
+                      yaxis_title="count", bargap=0)
+    return fig
+
+
 def _size_histograms(manifest) -> None:
     readable = manifest[manifest["width"] > 0].assign(
         aspect=lambda d: d["width"] / d["height"], label=lambda d: d["label"].fillna("(unlabelled)"))
@@ -178,10 +190,7 @@ def _size_histograms(manifest) -> None:
     cols = st.columns(3)
     for col, field, title in ((cols[0], "width", "Width (px)"), (cols[1], "height", "Height (px)"),
                               (cols[2], "aspect", "Aspect ratio (width / height)")):
-        fig = px.histogram(readable, x=field, color="label", nbins=40, barmode="overlay", opacity=0.6,
-                           title=title)
-        fig.update_layout(height=300, margin={"t": 40, "b": 10}, xaxis_title=None, legend_title=None)
-        col.plotly_chart(fig, width="stretch")
+        col.plotly_chart(_binned_histogram(readable, field, title), width="stretch")
     distinct = readable.groupby(["width", "height"]).ngroups
     st.caption(f"{distinct:,} distinct sizes; modes: "
                + ", ".join(f"{m} {n:,}" for m, n in readable["mode"].value_counts().items())
@@ -224,12 +233,12 @@ def _problems_and_duplicates(manifest, summary, split: pd.Series) -> None:
 
 name, spec = current_dataset()
 _header(name, spec)
-manifest, job, verified = _load_or_explain(name, spec)
+manifest, job = _load_or_explain(name, spec)
 summary = summarize(manifest)
-_headline(manifest, summary, job, verified)
+_headline(manifest, summary, spec, job)
 if st.sidebar.button("Rescan files", help="Read the folder again (new, changed or removed files)"):
     clear_manifest_cache()
-    forget(spec)
+    verify_jobs.forget(spec)
     st.rerun()
 
 overview, sizes, samples, problems = st.tabs(["Classes and splits", "Image sizes", "Samples",

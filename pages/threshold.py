@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import zipfile
 from pathlib import Path
 
@@ -11,13 +10,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import evaluation, metrics, rundir
+from core import evaluation, metrics, roles, rundir
 from core.review import with_predicted_items
 from core.runconfig import dataset_spec
-from core.sources import SourceError
+from core.sources import SourceError, source_signature
 from ui import external_view
 from ui import threshold_figures as figs
 from ui.gallery import image_grid
+from ui.identity import current_reader
+from ui.metrics_table import metrics_table
 from ui.router import ensure_router
 from ui.runs_picker import pick_run, predictions
 from ui.state import load_manifest
@@ -26,25 +27,61 @@ from ui.text import md
 ensure_router()
 
 SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training"}
+MAX_STEPS = 1000  # slider positions at most: above that, each arrow key moves past about n / 1000 items
 CELLS = {"TP": "true positives", "FN": "false negatives (missed)", "FP": "false positives", "TN": "true negatives"}
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def _curve(run: str, mtime: float, positive: str, split: str, temperature: float):
     """Sorted once per run, class, split and temperature; every slider move reuses it."""
-    is_pos, scores = _scores(run, mtime, positive, split, temperature)
+    is_pos, scores, _ = _scores(run, mtime, positive, split, temperature)
     return metrics.Curve.from_scores(is_pos, scores)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_resource(max_entries=32, show_spinner=False)
 def _scores(run: str, mtime: float, positive: str, split: str, temperature: float):
+    """(is_positive, score) of a split, shared read-only: a copy per call would cost every slider move
+    a pass over a million scores."""
     preds = predictions(Path(run))
     rows = preds[preds["split"] == split]
     if temperature != 1.0:
         classes = rundir.classes_of(preds)
         probs = evaluation.apply_temperature(rows[rundir.prob_columns(classes)].to_numpy(), temperature)
-        return (rows["label"] == positive).to_numpy(), probs[:, classes.index(positive)]
-    return evaluation.binary_scores(preds, positive, split)
+        arrays = (rows["label"] == positive).to_numpy(), probs[:, classes.index(positive)]
+    else:
+        arrays = evaluation.binary_scores(preds, positive, split)
+    return tuple(_read_only(a) for a in (*arrays, rows["item_id"].to_numpy()))
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _shapes(run: str, mtime: float, positive: str, split: str, temperature: float) -> dict:
+    """What the figures draw that no threshold moves: the ROC and PR curves, thinned for the browser,
+    and the score histograms."""
+    curve = _curve(run, mtime, positive, split, temperature)
+    is_pos, scores, _ = _scores(run, mtime, positive, split, temperature)
+    fpr, tpr, _ = curve.roc()
+    precision, recall, _ = curve.pr()
+    return {"roc": figs.thin(fpr, tpr), "pr": figs.thin(precision, recall), "hist": figs.histograms(is_pos, scores)}
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _calibration(run: str, mtime: float, positive: str, split: str, temperature: float):
+    """(reliability table, ECE, Brier score): none of them depends on the threshold."""
+    is_pos, scores, _ = _scores(run, mtime, positive, split, temperature)
+    return (evaluation.reliability(is_pos, scores), evaluation.expected_calibration_error(is_pos, scores),
+            evaluation.brier(is_pos, scores))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the run's images…")
+def _items_by_id(run: str, mtime: float, signature: str) -> pd.DataFrame:
+    """The run's manifest indexed by item id, shared read-only: the gallery looks up 24 items per move."""
+    preds = predictions(Path(run))
+    return with_predicted_items(load_manifest(dataset_spec(rundir.read_config(Path(run)))), preds).set_index("id")
 
 
 @st.cache_data(max_entries=16, show_spinner="Fitting temperature on validation…")
@@ -71,21 +108,20 @@ def _suggestions(run: str, mtime: float, positive: str, split: str, temperature:
     }
 
 
-def _floor4(value: float) -> float:
-    """Slider positions have 4 decimals; flooring keeps every item at the suggested score included."""
-    return math.floor(value * 10_000) / 10_000
+def _floor4(value):
+    """Slider positions have 4 decimals; flooring keeps every item at the suggested score included.
+    Rounded at 1e-10 first, so a stored 0.3843 (3842.9999... times 10,000) stays 0.3843."""
+    return np.floor(np.round(np.multiply(value, 10_000), 6)) / 10_000
 
 
-def _metrics_table(reports: dict[str, dict]) -> pd.DataFrame:
-    rows = []
-    for name in next(iter(reports.values()))["metrics"]:
-        row = {"metric": name.replace("_", " ")}
-        for split, report in reports.items():
-            value, ci = report["metrics"][name], report["intervals_95"].get(name)
-            row[SPLIT_NAMES[split]] = "n/a" if value is None else (
-                f"{value:.3f}" + (f"  ({ci[0]:.3f}–{ci[1]:.3f})" if ci else ""))
-        rows.append(row)
-    return pd.DataFrame(rows)
+@st.cache_data(max_entries=32, show_spinner=False)
+def _steps(run: str, mtime: float, positive: str, split: str, temperature: float) -> list[float]:
+    """A split's slider positions: each distinct score floored to 4 decimals, so an arrow key moves to
+    the next threshold that changes a matrix; evenly thinned to MAX_STEPS when there are more."""
+    values = np.unique(_floor4(metrics.candidate_thresholds(_curve(run, mtime, positive, split, temperature))))
+    if len(values) > MAX_STEPS:
+        values = values[np.linspace(0, len(values) - 1, MAX_STEPS).round().astype(int)]
+    return [float(v) for v in values]
 
 
 def _report_zip(run_name: str, point: dict, reports: dict, figures: dict) -> bytes:
@@ -93,37 +129,42 @@ def _report_zip(run_name: str, point: dict, reports: dict, figures: dict) -> byt
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("report.json", json.dumps({"run": run_name, "operating_point": point,
                                                     "splits": reports}, indent=2))
-        archive.writestr("metrics.csv", _metrics_table(reports).to_csv(index=False))
+        archive.writestr("metrics.csv", metrics_table(reports, SPLIT_NAMES.__getitem__, totals=False)
+                         .to_csv(index=False))
         for name, fig in figures.items():
             archive.writestr(f"{name}.html", fig.to_html(include_plotlyjs="cdn"))
     return buffer.getvalue()
 
 
-def _cell_gallery(run_dir, is_pos, scores, threshold, split) -> None:
+def _cell_gallery(run_dir, is_pos, scores, item_ids, threshold, split, shown: int = 24) -> None:
     cell = st.radio("Show the images of", list(CELLS), format_func=lambda c: f"{c}: {CELLS[c]}",
                     horizontal=True, key="thr_cell")
     predicted = scores >= threshold
     mask = {"TP": is_pos & predicted, "FN": is_pos & ~predicted, "FP": ~is_pos & predicted,
             "TN": ~is_pos & ~predicted}[cell]
-    preds = predictions(run_dir)
-    rows = preds[preds["split"] == split].assign(score=scores)[mask]
-    if rows.empty:
+    rows = np.flatnonzero(mask)
+    if not len(rows):
         st.caption(f"No {CELLS[cell]} at this threshold.")
         return
-    order = rows.sort_values("score", ascending=cell in ("TP", "FN")).head(24)
+    # the first `shown` by score without sorting every row of the cell
+    key = scores[rows] if cell in ("TP", "FN") else -scores[rows]
+    first = np.argpartition(key, shown)[:shown] if len(rows) > shown else np.arange(len(rows))
+    order = rows[first[np.argsort(key[first], kind="stable")]]
+    spec = dataset_spec(rundir.read_config(run_dir))
     try:
-        manifest = with_predicted_items(load_manifest(dataset_spec(rundir.read_config(run_dir))), preds)
+        manifest = _items_by_id(str(run_dir), mtime, source_signature(spec))
     except SourceError as exc:
         st.warning(f"The images of this run cannot be read ({md(exc)}); the numbers above come from its stored "
                    "predictions and stay true.")
         return
-    shown = manifest.set_index("id").loc[order["item_id"]].reset_index().assign(
-        caption=[f"{s:.3f} · {i.rsplit('/', 1)[-1]}" for s, i in zip(order["score"], order["item_id"])])
+    ids = item_ids[order].tolist()
+    gallery = manifest.loc[ids].reset_index().assign(
+        caption=[f"{scores[i]:.3f} · {item_id.rsplit('/', 1)[-1]}" for i, item_id in zip(order, ids)])
     st.caption(f"{len(rows):,} {CELLS[cell]}: {len(order)} shown, captioned with their score; mistakes "
                "the model was surest of come first, correct ones nearest the threshold first.")
-    image_grid(shown, columns=8, caption="caption")
+    image_grid(gallery, columns=8, caption="caption")
     if st.button(f"Open these {len(order)} in Grad-CAM", icon=":material/visibility:", key="thr_to_cam"):
-        st.session_state.update(cam_split=split, cam_set="ids", cam_ids=order["item_id"].tolist())
+        st.session_state.update(cam_split=split, cam_set="ids", cam_ids=ids)
         st.switch_page("pages/gradcam.py")
 
 
@@ -181,11 +222,12 @@ if len(classes) > 2:
 
 slider_key = f"thr_value_{run_dir.name}_{positive}"
 if slider_key not in st.session_state:
-    st.session_state[slider_key] = _floor4(saved["threshold"]) if saved.get("positive_class") == positive else 0.5
+    mine = saved.get("positive_class") == positive
+    st.session_state[slider_key] = float(_floor4(saved["threshold"])) if mine else 0.5
 
 
 def _apply(value: float) -> None:
-    st.session_state[slider_key] = _floor4(value)
+    st.session_state[slider_key] = float(_floor4(value))
 
 
 @st.fragment
@@ -193,8 +235,12 @@ def operating_point() -> None:
     """Everything the slider moves; only this part reruns on a move."""
     curve = _curve(str(run_dir), mtime, positive, tune, temperature)
     with st.container(border=True):
-        threshold = st.slider(f"Threshold: {positive} when its score is at least", 0.0, 1.0, step=0.0001,
-                              format="%.4f", key=slider_key)
+        # the positions of every split shown, and the suggested or saved threshold in the state
+        steps = {step for split in report_splits for step in _steps(str(run_dir), mtime, positive, split, temperature)}
+        steps |= {1.0, float(st.session_state[slider_key])}
+        threshold = st.select_slider(f"Threshold: {positive} when its score is at least", sorted(steps),
+                                     format_func=lambda v: f"{v:.4f}", key=slider_key,
+                                     help="Arrow keys move to the next threshold that changes a matrix below.")
         ui = {}
         c = st.columns(5)
         ui["sens"] = c[0].number_input("Target sensitivity", 0.5, 1.0, 0.95, 0.01, key="thr_sens")
@@ -216,16 +262,15 @@ def operating_point() -> None:
                for s in report_splits}
     counts = curve.counts(threshold)
     r = metrics.rates(counts)
-    fpr, tpr, _ = curve.roc()
-    precision, recall, _ = curve.pr()
-    is_pos, scores = _scores(str(run_dir), mtime, positive, tune, temperature)
+    shapes = _shapes(str(run_dir), mtime, positive, tune, temperature)
     negative = f"not {positive}" if len(classes) > 2 else next(c for c in classes if c != positive)
     figures = {
         "confusion": figs.confusion(metrics.confusion_matrix(counts), [negative, positive]),
-        "roc": figs.roc(fpr, tpr, (1 - float(r["specificity"]), float(r["sensitivity"])), reports[tune]["roc_auc"]),
-        "pr": figs.pr(precision, recall, (float(r["sensitivity"]), float(np.nan_to_num(r["ppv"], nan=1.0))),
+        "roc": figs.roc(*shapes["roc"], (1 - float(r["specificity"]), float(r["sensitivity"])),
+                        reports[tune]["roc_auc"]),
+        "pr": figs.pr(*shapes["pr"], (float(r["sensitivity"]), float(np.nan_to_num(r["ppv"], nan=1.0))),
                       reports[tune]["average_precision"], curve.n_pos / max(curve.n, 1)),
-        "scores": figs.distributions(is_pos, scores, threshold, positive),
+        "scores": figs.distributions(shapes["hist"], threshold, positive),
     }
     st.markdown(f"**{SPLIT_NAMES[tune].capitalize()} split** ({curve.n:,} items, {curve.n_pos:,} {md(positive)})")
     top = st.columns(4)
@@ -233,25 +278,30 @@ def operating_point() -> None:
         col.plotly_chart(figures[name], width="stretch", key=f"fig_{name}")
     left, right = st.columns([3, 2])
     with left:
-        st.markdown("**Metrics at this threshold** (95% bootstrap intervals)")
-        st.dataframe(_metrics_table(reports), hide_index=True, width="stretch")
+        st.markdown("**Metrics at this threshold** (95% intervals)")
+        st.dataframe(metrics_table(reports, SPLIT_NAMES.__getitem__, totals=False), hide_index=True,
+                     width="stretch")
+        st.caption(metrics.INTERVALS_NOTE)
     with right:
         st.markdown("**Save and export**")
         if saved:
             st.caption(f"Saved: {md(saved['positive_class'])} at {saved['threshold']:.4f}, tuned on "
                        f"{SPLIT_NAMES.get(saved['tuned_on'], saved['tuned_on'])} ({saved['method']}).")
-        if st.button("Save this operating point with the run", type="primary", icon=":material/save:"):
+        me = current_reader()
+        if not roles.may(me, "save operating points"):
+            st.caption("Saving the operating point needs the admin role: it decides for every reader and export.")
+        elif st.button("Save this operating point with the run", type="primary", icon=":material/save:"):
             evaluation.save_operating_point(run_dir, positive, threshold, tune,
-                                            "temperature-scaled" if calibrated else "raw scores", temperature)
+                                            "temperature-scaled" if calibrated else "raw scores", temperature, who=me)
             st.toast(f"Saved {md(positive)} at {threshold:.4f}.")
             st.rerun(scope="app")
         point = {"positive_class": positive, "threshold": threshold, "tuned_on": tune, "temperature": temperature}
-        st.download_button("Download the report (JSON, CSV and figures)",
-                           _report_zip(run_dir.name, point, reports, figures),
+        st.download_button("Download the report (JSON, CSV and figures)",  # written on the click, not per move
+                           lambda: _report_zip(run_dir.name, point, reports, figures),
                            file_name=f"{run_dir.name}-threshold-report.zip", mime="application/zip",
                            icon=":material/download:")
     with st.expander("From numbers to images", expanded=False):
-        _cell_gallery(run_dir, is_pos, scores, threshold, tune)
+        _cell_gallery(run_dir, *_scores(str(run_dir), mtime, positive, tune, temperature), threshold, tune)
 
 
 operating_point()
@@ -259,12 +309,10 @@ operating_point()
 with st.expander("Calibration", expanded=False):
     cols = st.columns(len(report_splits))
     for col, split in zip(cols, report_splits):
-        is_pos, scores = _scores(str(run_dir), mtime, positive, split, temperature)
-        table = evaluation.reliability(is_pos, scores)
+        table, ece, brier = _calibration(str(run_dir), mtime, positive, split, temperature)
         col.plotly_chart(figs.reliability(table, f"Reliability, {SPLIT_NAMES[split]}"), width="stretch",
                          key=f"rel_{split}")
-        col.caption(f"Expected calibration error {evaluation.expected_calibration_error(is_pos, scores):.3f}, "
-                    f"Brier score {evaluation.brier(is_pos, scores):.3f}"
+        col.caption(f"Expected calibration error {ece:.3f}, Brier score {brier:.3f}"
                     + (f", temperature {temperature:.2f}" if calibrated else ""))
 
 # External validation: a prediction set of this run beside its test split (ui/external_view.py).

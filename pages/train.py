@@ -12,6 +12,7 @@ from core.runconfig import ConfigError
 from core.scanning import usable
 from core.sources import SourceError
 from core.splits import split_table
+from ui import paired_view
 from ui.identity import current_reader
 from ui.router import ensure_router
 from ui.run_config_form import run_config_fields, run_config_form, weights_file_missing
@@ -27,23 +28,23 @@ SELECTED_KEY = "train_selected_run"
 
 def _launch(overrides: dict) -> None:
     try:
-        dirs = runs.create_runs(overrides)
+        dirs = runs.create_runs(overrides, who=me)
     except (ConfigError, SourceError) as exc:
         st.error(f"The run was not started: {md(exc)}")
         return
     for run_dir in dirs:
-        runs.launch(run_dir)
+        runs.launch(run_dir, who=me)
     st.session_state[SELECTED_KEY] = dirs[0].name
     st.toast(f"Started {len(dirs)} run(s): {', '.join(d.name for d in dirs)}")
 
 
 def _launch_study(spec: study.StudySpec) -> None:
     try:
-        study_dir = study.create_study(spec)
+        study_dir = study.create_study(spec, who=me)
     except (ConfigError, SourceError) as exc:
         st.error(f"The study was not started: {md(exc)}")
         return
-    launched = study.launch_study(study_dir)
+    launched = study.launch_study(study_dir, who=me)
     st.session_state[PICKER_KEY] = study_dir
     st.toast(f"Started the study {study_dir.name}: {len(launched)} runs, queued on the device.")
 
@@ -75,17 +76,17 @@ def _actions(run_dir: Path, current: dict) -> None:
     row = st.container(horizontal=True)
     if state in rundir.ACTIVE:
         if row.button("Cancel run", icon=":material/stop:", key=f"cancel_{run_dir.name}"):
-            runs.cancel(run_dir)
+            runs.cancel(run_dir, who=me)
             st.toast("Cancelling: the run stops at the next batch.")
     elif state in ("cancelled", "failed"):
         if row.button("Resume run", icon=":material/replay:", key=f"resume_{run_dir.name}"):
-            runs.resume(run_dir)
+            runs.resume(run_dir, who=me)
             st.toast("Resumed from the last finished epoch.")
             st.rerun()
     if roles.may(me, "delete runs") and state not in rundir.ACTIVE and run_dir not in rundir.demo_runs():
         if row.button("Delete run", icon=":material/delete:", key=f"delete_{run_dir.name}"):
             try:
-                runs.delete(run_dir, me.role)
+                runs.delete(run_dir, who=me)
             except (ValueError, PermissionError) as exc:
                 st.error(str(exc))
             else:
@@ -159,6 +160,8 @@ def _compare(table: pd.DataFrame) -> None:
     paths = table.set_index("run")["path"]
     dirs = [Path(paths[name]) for name in chosen]
     st.dataframe(runs.compare(dirs), hide_index=True, width="stretch")
+    if len(dirs) == 2:
+        paired_view.paired_test(*dirs)
     fig = go.Figure()
     for run_dir in dirs:
         metrics = rundir.read_metrics(run_dir)

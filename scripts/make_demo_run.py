@@ -27,7 +27,7 @@ os.environ["LUMEN_HOME"] = tempfile.mkdtemp(prefix="lumen-demo-run-")  # no queu
 import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from core import embeddings, rundir, runs  # noqa: E402
+from core import embeddings, roles, rundir, runs  # noqa: E402
 from core.runconfig import load_config  # noqa: E402
 
 CONFIG = ROOT / "configs" / "demo_run.json"
@@ -38,8 +38,8 @@ LAYOUTS = [("train", "val", "test"), ("train",), ("test",)]  # the Embeddings pa
 
 def train_demo() -> Path:
     """Create and launch the run like the app does; wait for it; fail loudly unless it finished."""
-    run_dir = runs.create_runs(load_config(CONFIG))[0]
-    runs.launch(run_dir)
+    run_dir = runs.create_runs(load_config(CONFIG), who=roles.operator())[0]
+    runs.launch(run_dir, who=roles.operator())
     final = runs.wait(run_dir, timeout=900)
     if final.get("state") != "finished":
         raise RuntimeError(f"the demo run {final.get('state')}: {final.get('message')}\n{rundir.log_tail(run_dir)}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core import study
+from core import roles, study
 from core.workspace import PROJECT_ROOT
 
 #: MedMNIST v2 (Yang et al., Scientific Data 2023), Table 3, ResNet-18 (28): test AUC and ACC.
@@ -34,8 +34,8 @@ def run_studies() -> list[Path]:
     """Create and launch both studies (their runs queue on the device), then wait for all of them."""
     dirs = []
     for dataset in PUBLISHED:
-        study_dir = study.create_study(study.load_spec(config_path(dataset)))
-        study.launch_study(study_dir)
+        study_dir = study.create_study(study.load_spec(config_path(dataset)), who=roles.operator())
+        study.launch_study(study_dir, who=roles.operator())
         dirs.append(study_dir)
         print(f"{dataset}: study {study_dir}", flush=True)
     for study_dir in dirs:

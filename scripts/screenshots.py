@@ -14,13 +14,11 @@ from core.registry import DEMO_DATASETS
 from tests.browser.server import (
     REPO_ROOT,
     VIEWPORT,
-    free_port,
     launch_browser,
     nav_pages,
     open_page,
+    running_app,
     screenshot,
-    start_app,
-    stop_app,
     wait_idle,
 )
 
@@ -57,13 +55,9 @@ def capture(base_url: str) -> list[Path]:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="lumen-home-") as home:
-        process, base_url = start_app(free_port(), Path(home))
-        try:
-            for path in capture(base_url):
-                print(path.relative_to(REPO_ROOT))
-        finally:
-            stop_app(process)
+    with tempfile.TemporaryDirectory(prefix="lumen-home-") as home, running_app(Path(home)) as base_url:
+        for path in capture(base_url):
+            print(path.relative_to(REPO_ROOT))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,25 @@ def test_gradcam_page_single_and_set(home, monkeypatch):
     assert captions and all(" → " in c for c in captions)  # true → predicted under every picture of the set
 
 
+def test_picking_another_image_runs_the_model_on_that_image_only(home, monkeypatch):
+    """The set's maps are computed once: a pick in the one-image tab costs that image's passes alone."""
+    from ui.cam_view import run_model
+
+    at = open_page("pages/gradcam.py", home, monkeypatch, "tiny")
+    at.radio(key="cam_set").set_value("random").run()  # both tabs drawn: one image, and the set's GradCAM
+    model, _ = run_model(home / "runs" / "tiny")  # the page's own cached model
+    batches: list[int] = []
+    handle = model.register_forward_hook(lambda module, args, output: batches.append(len(args[0])))
+    try:
+        picker = at.selectbox(key="cam_one")
+        picker.set_value(picker.options[1]).run()
+    finally:
+        handle.remove()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="cam_one").value == picker.options[1]
+    assert batches and set(batches) == {1}, batches  # the set of 12 would pass through in batches of 12
+
+
 @pytest.mark.slow
 def test_embeddings_of_an_untrained_backbone_need_no_run(home, monkeypatch):
     at = open_page("pages/embeddings.py", home, monkeypatch, "tiny")

@@ -165,7 +165,7 @@ def current_as_dict(current: pd.DataFrame) -> dict:
 def test_threads_on_distinct_items_lose_nothing(store):
     def work(t):
         return sum(len(store.annotate("ds", f"t{t}-{i}", f"reader{t}", label=CLASSES[i % 2],
-                                      confidence=1 + i % 5, classes=CLASSES)) for i in range(WRITES))
+                                      confidence=1 + i % 5, classes=CLASSES, role="annotator")) for i in range(WRITES))
 
     assert sum(run_threads(work)) == THREADS * WRITES * 2
     assert store.count("ds") == THREADS * WRITES * 2
@@ -185,7 +185,8 @@ def test_threads_on_the_same_items_keep_an_exact_trail(store):
     def work(t):
         rng = np.random.default_rng(t)
         return [store.annotate("ds", items[i % 25], f"reader{t % 2}", note=f"{t}:{i}",
-                               label=CLASSES[rng.integers(2)], classes=CLASSES, known_items=set(items))
+                               label=CLASSES[rng.integers(2)], classes=CLASSES, known_items=set(items),
+                               role="annotator")
                 for i in range(WRITES)]
 
     written = [event for calls in run_threads(work) for call in calls for event in call]
@@ -208,7 +209,7 @@ while not flag.exists():
     time.sleep(0.01)
 for i in range(150):
     store.annotate("ds", f"item{i % 10}", "shared", note=f"{me}:{i}", label=["GS", "non-GS"][i * me % 2],
-                   classes=["GS", "non-GS"])
+                   classes=["GS", "non-GS"], role="annotator")
 """
 
 
@@ -232,8 +233,9 @@ def test_processes_on_the_same_items_keep_an_exact_trail(store, db_url, tmp_path
 
 def test_a_new_process_sees_everything(store, db_url):
     for i in range(50):
-        store.annotate("ds", f"item{i}", "alice", label=CLASSES[i % 2], flags=["artifact"], classes=CLASSES)
-    store.annotate("ds", "item0", "alice", label="exclude", note="<b>blurred</b>", classes=CLASSES)
+        store.annotate("ds", f"item{i}", "alice", label=CLASSES[i % 2], flags=["artifact"], classes=CLASSES,
+                       role="annotator")
+    store.annotate("ds", "item0", "alice", label="exclude", note="<b>blurred</b>", classes=CLASSES, role="annotator")
     script = ("import json, sys; from core.annotations import open_store; s = open_store(sys.argv[1]); "
               "c = s.current('ds'); print(json.dumps({'events': s.count(), 'rows': len(c), "
               "'item0': c[c.item_id == 'item0'].iloc[0][['label', 'note', 'flags']].tolist()}))")
@@ -257,7 +259,8 @@ def test_a_new_process_sees_everything(store, db_url):
 def test_bad_annotations_are_refused_and_not_stored(store, kwargs, message):
     call = {"item_id": "a", "reader": "alice", "label": "GS", **kwargs}
     with pytest.raises(AnnotationError, match=message):
-        store.annotate("ds", call.pop("item_id"), call.pop("reader"), classes=CLASSES, known_items={"a"}, **call)
+        store.annotate("ds", call.pop("item_id"), call.pop("reader"), classes=CLASSES, known_items={"a"},
+                       role="annotator", **call)
     assert store.count() == 0
 
 
@@ -272,11 +275,11 @@ def test_the_store_refuses_what_a_role_may_not_do(store):
 
 
 def test_only_changes_are_recorded_with_old_and_new_values(store):
-    assert len(store.annotate("ds", "a", "alice", label="GS", confidence=3, classes=CLASSES)) == 2
-    assert store.annotate("ds", "a", "alice", label="GS", confidence=3, classes=CLASSES) == []
-    [event] = store.annotate("ds", "a", "alice", label="non-GS", confidence=3, classes=CLASSES)
+    assert len(store.annotate("ds", "a", "alice", label="GS", confidence=3, classes=CLASSES, role="annotator")) == 2
+    assert store.annotate("ds", "a", "alice", label="GS", confidence=3, classes=CLASSES, role="annotator") == []
+    [event] = store.annotate("ds", "a", "alice", label="non-GS", confidence=3, classes=CLASSES, role="annotator")
     assert (event["field"], event["old_value"], event["new_value"]) == ("label", "GS", "non-GS")
-    store.annotate("ds", "a", "alice", flags=["out of focus", "artifact"], classes=CLASSES)
+    store.annotate("ds", "a", "alice", flags=["out of focus", "artifact"], classes=CLASSES, role="annotator")
     trail = store.history("ds", "a")
     assert trail[["field", "old_value", "new_value"]].values.tolist() == [
         ["flags", "", "artifact; out of focus"], ["label", "GS", "non-GS"], ["confidence", "", "3"],
@@ -285,12 +288,13 @@ def test_only_changes_are_recorded_with_old_and_new_values(store):
 
 
 def test_a_cleared_label_no_longer_counts_but_stays_in_the_trail(store):
-    store.annotate("ds", "a", "alice", label="GS", confidence=4, status="reviewed", note="odd", classes=CLASSES)
-    store.annotate("ds", "a", "bob", label="GS", classes=CLASSES)
-    cleared = store.clear("ds", "a", "alice")
+    store.annotate("ds", "a", "alice", label="GS", confidence=4, status="reviewed", note="odd", classes=CLASSES,
+                   role="annotator")
+    store.annotate("ds", "a", "bob", label="GS", classes=CLASSES, role="annotator")
+    cleared = store.clear("ds", "a", "alice", role="annotator")
     assert sorted((e["field"], e["old_value"], e["new_value"]) for e in cleared) == [
         ("confidence", 4, None), ("label", "GS", None), ("status", "reviewed", None)]
-    assert store.clear("ds", "a", "alice") == []  # nothing left to clear
+    assert store.clear("ds", "a", "alice", role="annotator") == []  # nothing left to clear
     mine = store.current("ds", "alice").iloc[0]
     assert mine["label"] is None and pd.isna(mine["confidence"]) and mine["status"] is None
     assert mine["note"] == "odd"  # only the named fields are withdrawn
@@ -298,18 +302,18 @@ def test_a_cleared_label_no_longer_counts_but_stays_in_the_trail(store):
     assert len(annotations.disagreements(store, "ds")) == 0
     trail = store.history("ds", "a")
     assert ["label", "GS", ""] in trail[["field", "old_value", "new_value"]].values.tolist()
-    store.annotate("ds", "a", "alice", label="non-GS", classes=CLASSES)  # labelling again works
+    store.annotate("ds", "a", "alice", label="non-GS", classes=CLASSES, role="annotator")  # labelling again works
     assert store.current("ds", "alice")["label"].tolist() == ["non-GS"]
 
 
 def test_clearing_is_checked_like_labelling(store):
-    store.annotate("ds", "a", "alice", label="GS", classes=CLASSES)
+    store.annotate("ds", "a", "alice", label="GS", classes=CLASSES, role="annotator")
     with pytest.raises(PermissionError):
         store.clear("ds", "a", "alice", role="viewer")
     with pytest.raises(annotations.AnnotationError, match="Cannot clear note"):
-        store.clear("ds", "a", "alice", fields=("note",))
+        store.clear("ds", "a", "alice", fields=("note",), role="annotator")
     with pytest.raises(annotations.AnnotationError, match="Unknown item"):
-        store.clear("ds", "zzz", "alice", known_items={"a"})
+        store.clear("ds", "zzz", "alice", known_items={"a"}, role="annotator")
     assert store.current("ds", "alice")["label"].tolist() == ["GS"]
 
 
@@ -347,7 +351,7 @@ def test_agreement_and_disagreements(store):
     bob = {"a": "GS", "b": "non-GS", "c": "non-GS", "d": "uncertain"}
     for reader, labels in (("alice", alice), ("bob", bob)):
         for item, label in labels.items():
-            store.annotate("ds", item, reader, label=label, classes=CLASSES)
+            store.annotate("ds", item, reader, label=label, classes=CLASSES, role="annotator")
     truth = pd.Series({"a": "GS", "b": "GS", "c": "non-GS", "d": "GS"})
     model = pd.Series({"a": "GS", "b": "non-GS", "c": "non-GS", "d": "non-GS"})
     table = agreement(store, "ds", truth, model).set_index(["a", "b"])
@@ -360,7 +364,7 @@ def test_agreement_and_disagreements(store):
     queue = disagreements(store, "ds")
     assert queue["item_id"].tolist() == ["b", "d"]
     assert queue["labels"].tolist() == ["alice: GS; bob: non-GS", "alice: non-GS; bob: uncertain"]
-    store.adjudicate("ds", "b", "root", "GS", classes=CLASSES)
+    store.adjudicate("ds", "b", "root", "GS", classes=CLASSES, role="admin")
     assert disagreements(store, "ds")["adjudicated"].tolist() == ["GS", None]
 
 
@@ -386,9 +390,10 @@ def test_corrected_labels_csv_loads_as_a_dataset(store, small_source):
              ("img/2.png", "alice", "exclude"), ("img/3.png", "alice", "uncertain"),
              ("img/4.png", "alice", "non-GS"), ("img/4.png", "bob", "GS")]  # a tie: the dataset label stays
     for item, reader, label in votes:
-        store.annotate("ds", item, reader, label=label, classes=CLASSES, known_items=set(manifest["id"]))
-    store.adjudicate("ds", "img/1.png", "root", "non-GS", classes=CLASSES)
-    store.adjudicate("ds", "img/1.png", "root", "GS", classes=CLASSES)  # the latest adjudication counts
+        store.annotate("ds", item, reader, label=label, classes=CLASSES, known_items=set(manifest["id"]),
+                       role="annotator")
+    store.adjudicate("ds", "img/1.png", "root", "non-GS", classes=CLASSES, role="admin")
+    store.adjudicate("ds", "img/1.png", "root", "GS", classes=CLASSES, role="admin")  # the latest adjudication counts
     out = small_source.parent / "corrected.csv"
     counts = corrected_labels_csv(store, "ds", manifest, out, who="admin")
     assert counts == {"path": str(out), "written": 4, "excluded": 1, "uncertain": 1, "unlabelled": 0, "changed": 2}
@@ -409,8 +414,8 @@ def test_corrected_labels_csv_loads_as_a_dataset(store, small_source):
 def test_export_command_writes_csv_and_json(store, db_url, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LUMEN_DB_URL", db_url)
     store.annotate("ds", "a", "alice", label="GS", confidence=4, note="ok, <i>fine</i>",
-                   flags=["artifact", "poor staining"], status="reviewed", classes=CLASSES)
-    store.annotate("run-2", "b", "bob", label="exclude", classes=CLASSES)
+                   flags=["artifact", "poor staining"], status="reviewed", classes=CLASSES, role="annotator")
+    store.annotate("run-2", "b", "bob", label="exclude", classes=CLASSES, role="annotator")
     assert cli(["annotations", "export", "--out", str(tmp_path / "all.csv")]) == 0
     table = pd.read_csv(tmp_path / "all.csv", keep_default_na=False)
     assert table[["dataset", "item_id", "reader", "label"]].values.tolist() == [
@@ -428,17 +433,19 @@ def test_export_command_writes_csv_and_json(store, db_url, tmp_path, monkeypatch
 def test_a_change_made_elsewhere_since_the_page_showed_it_is_not_overwritten(store):
     """Two windows of one reader: the second save must not silently undo the first."""
     classes = ["GS", "nonGS"]
-    store.annotate("d", "a.png", "ann", label="GS", confidence=4, classes=classes)
+    store.annotate("d", "a.png", "ann", label="GS", confidence=4, classes=classes, role="annotator")
     shown = store.current("d", "ann").iloc[0].to_dict()  # both windows show GS, confidence 4
-    store.annotate("d", "a.png", "ann", label="nonGS", classes=classes, expected=shown)  # window one
+    store.annotate("d", "a.png", "ann", label="nonGS", classes=classes, expected=shown, role="annotator")  # window one
     with pytest.raises(annotations.AnnotationConflict, match="label is now nonGS"):
-        store.annotate("d", "a.png", "ann", label="uncertain", classes=classes, expected=shown)  # window two
+        store.annotate("d", "a.png", "ann", label="uncertain", classes=classes, expected=shown,
+                       role="annotator")  # window two
     assert store.current("d", "ann").iloc[0]["label"] == "nonGS"
-    store.annotate("d", "a.png", "ann", confidence=2, classes=classes, expected=shown)  # confidence did not move
+    store.annotate("d", "a.png", "ann", confidence=2, classes=classes, expected=shown,
+                   role="annotator")  # confidence did not move
     with pytest.raises(annotations.AnnotationConflict):
-        store.clear("d", "a.png", "ann", expected=shown)
+        store.clear("d", "a.png", "ann", expected=shown, role="annotator")
     fresh = store.current("d", "ann").iloc[0].to_dict()
-    store.clear("d", "a.png", "ann", expected=fresh)
+    store.clear("d", "a.png", "ann", expected=fresh, role="annotator")
     assert store.current("d", "ann").iloc[0]["label"] is None
 
 
@@ -446,10 +453,10 @@ def test_a_store_that_cannot_write_says_so_plainly(tmp_path):
     """A full disk (here: a read-only database file) gives a message, not a driver traceback."""
     path = tmp_path / "annotations.db"
     writable = annotations.open_store(f"sqlite:///{path}")
-    writable.annotate("d", "a.png", "ann", label="GS", classes=["GS", "nonGS"])
+    writable.annotate("d", "a.png", "ann", label="GS", classes=["GS", "nonGS"], role="annotator")
     writable.engine.dispose()
     engine = annotations.create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
     store = annotations.Store(engine)
     with pytest.raises(AnnotationError, match="could not save this change.*Nothing was saved"):
-        store.annotate("d", "a.png", "ann", label="nonGS", classes=["GS", "nonGS"])
+        store.annotate("d", "a.png", "ann", label="nonGS", classes=["GS", "nonGS"], role="annotator")
     engine.dispose()

@@ -69,7 +69,7 @@ def run(tmp_path_factory):
 @pytest.mark.slow
 def test_bundle_predicts_as_core_predict_in_a_separate_process(run, tmp_path, capsys):
     run = Path(shutil.copytree(run, tmp_path / "run"))
-    evaluation.save_operating_point(run, "GS", 0.35, "val", "youden", temperature=1.7)
+    evaluation.save_operating_point(run, "GS", 0.35, "val", "youden", temperature=1.7, who="admin")
     folder = tmp_path / "images"
     folder.mkdir()
     for path in DEMO_IMAGES[::len(DEMO_IMAGES) // 20][:20]:

@@ -69,8 +69,8 @@ def _demo_run_with_corrections():
     first, second = rundir.read_predictions(run_dir).query("label == 'GS'")["item_id"].iloc[:2]
     store = annotations.open_store()
     for reader in ("Dr A", "Dr B"):
-        store.annotate(key, first, reader, label="nonGS", classes=["GS", "nonGS"])
-    store.adjudicate(key, second, "Dr Admin", "exclude", classes=["GS", "nonGS"])
+        store.annotate(key, first, reader, label="nonGS", classes=["GS", "nonGS"], role="annotator")
+    store.adjudicate(key, second, "Dr Admin", "exclude", classes=["GS", "nonGS"], role="admin")
     return run_dir, store, key, first, second
 
 

@@ -23,7 +23,7 @@ def validated(tmp_path_factory):
     every centre (labelled) and the test split's own images again."""
     home = tmp_path_factory.mktemp("external-home")
     run_dir, every = train_centre_run(home, home / "csv")
-    evaluation.save_operating_point(run_dir, "GS", 0.4, "val", "temperature-scaled", temperature=1.7)
+    evaluation.save_operating_point(run_dir, "GS", 0.4, "val", "temperature-scaled", temperature=1.7, who="admin")
     embeddings.load_features(run_dir)  # stored, so each job stores its set's features too
     test_items = rundir.read_items(run_dir)
     again = home / "csv" / "test-again.csv"

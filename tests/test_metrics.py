@@ -93,14 +93,48 @@ def test_least_cost_threshold_moves_down_when_misses_cost_more():
     assert sens >= metrics.rates(curve.counts(cheap_misses))["sensitivity"]
 
 
-def test_bootstrap_intervals_contain_the_estimate_and_shrink_with_n():
+def test_intervals_contain_the_estimate_and_shrink_with_n():
     small = {"tp": 40, "fp": 10, "fn": 10, "tn": 40}
     large = {k: v * 100 for k, v in small.items()}
-    ci_small, ci_large = metrics.bootstrap_intervals(small), metrics.bootstrap_intervals(large)
-    estimate = metrics.rates(small)["sensitivity"]
-    assert ci_small["sensitivity"][0] < estimate < ci_small["sensitivity"][1]
-    width = lambda ci: ci["sensitivity"][1] - ci["sensitivity"][0]  # noqa: E731
-    assert width(ci_large) < width(ci_small) / 5
+    ci_small, ci_large = metrics.intervals(small), metrics.intervals(large)
+    estimate = metrics.rates(small)
+    assert set(ci_small) == set(estimate)  # every rate has its interval
+    for name, (low, high) in ci_small.items():
+        assert low < estimate[name] < high, name
+        assert ci_large[name][1] - ci_large[name][0] < (high - low) / 5, name
+
+
+def test_proportion_intervals_are_scipys_wilson_intervals():
+    from scipy.stats import binomtest
+
+    counts = {"tp": 17, "fp": 0, "fn": 3, "tn": 0}  # no negatives: specificity has no trials
+    found = metrics.intervals(counts)
+    for name, k, n in (("sensitivity", 17, 20), ("ppv", 17, 17), ("npv", 0, 3), ("accuracy", 17, 20)):
+        ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+        assert found[name] == pytest.approx((ci.low, ci.high), abs=1e-12), name
+    assert "specificity" not in found and "balanced_accuracy" not in found
+
+
+def test_a_perfect_score_keeps_an_honest_interval():
+    """60 of 60 found: the percentile bootstrap says (1, 1); the Wilson interval says how sure 60 make us."""
+    found = metrics.intervals({"tp": 60, "fp": 0, "fn": 0, "tn": 40})
+    assert 0.93 < found["sensitivity"][0] < 0.95 and found["sensitivity"][1] == pytest.approx(1)
+    assert found["f1"][0] < 1 and found["youden_j"][0] < 1
+
+
+def test_f1_and_mcc_intervals_agree_with_resampling_the_items():
+    """The count-based intervals against the textbook bootstrap: resample the items, recount, recompute."""
+    rng = np.random.default_rng(1)
+    y = rng.random(400) < 0.4
+    predicted = np.where(rng.random(400) < 0.8, y, ~y)
+    counts = {"tp": int((y & predicted).sum()), "fp": int((~y & predicted).sum()),
+              "fn": int((y & ~predicted).sum()), "tn": int((~y & ~predicted).sum())}
+    draws = rng.integers(0, 400, (4000, 400))
+    f1 = [skm.f1_score(y[d], predicted[d]) for d in draws[:1000]]
+    mcc = [skm.matthews_corrcoef(y[d], predicted[d]) for d in draws[:1000]]
+    found = metrics.intervals(counts)
+    for name, values in (("f1", f1), ("mcc", mcc)):
+        assert found[name] == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])), abs=0.015), name
 
 
 def test_counts_at_one_threshold_does_not_copy_the_scores():

@@ -93,7 +93,7 @@ def test_stored_set_reads_back_with_the_runs_columns_and_single_image_probabilit
 
 def test_threshold_and_saved_temperature_decide_the_csv(own_run, tmp_path, capsys):
     folder = unlabelled_folder(tmp_path / "flat")
-    evaluation.save_operating_point(own_run, "nonGS", 0.4, "val", "test point", temperature=3.0)
+    evaluation.save_operating_point(own_run, "nonGS", 0.4, "val", "test point", temperature=3.0, who="admin")
     assert main(["predict", str(own_run), str(folder), "--out", str(tmp_path / "saved.csv")]) == 0
     assert "nonGS at threshold 0.4000 (saved, temperature 3)" in capsys.readouterr().out
     saved = pd.read_csv(tmp_path / "saved.csv")

@@ -63,8 +63,9 @@ def test_two_readers_agreement_and_corrected_labels(at, trained):
     dataset = next(iter(DEMO_DATASETS.values())).path
     items = pd.read_parquet(trained / "runs" / "tiny" / "predictions.parquet")["item_id"].tolist()[:6]
     for i, item in enumerate(items):
-        store.annotate(dataset, item, "Dr A", label="GS", classes=["GS", "nonGS"])
-        store.annotate(dataset, item, "Dr B", label="GS" if i % 2 else "nonGS", classes=["GS", "nonGS"])
+        store.annotate(dataset, item, "Dr A", label="GS", classes=["GS", "nonGS"], role="annotator")
+        store.annotate(dataset, item, "Dr B", label="GS" if i % 2 else "nonGS", classes=["GS", "nonGS"],
+                       role="annotator")
     at.run()
     assert not at.exception
     kappa_table = next(df.value for df in at.dataframe if "kappa" in df.value.columns)
@@ -100,8 +101,8 @@ def test_blind_mode_hides_other_readers_in_the_audit_trail(at, trained):
     store = annotations.open_store()
     dataset = next(iter(DEMO_DATASETS.values())).path
     item = pd.read_parquet(trained / "runs" / "tiny" / "predictions.parquet")["item_id"].iloc[0]
-    store.annotate(dataset, item, "Dr Other", label="GS", classes=["GS", "nonGS"])
-    store.annotate(dataset, item, "Dr Me", label="nonGS", classes=["GS", "nonGS"])
+    store.annotate(dataset, item, "Dr Other", label="GS", classes=["GS", "nonGS"], role="annotator")
+    store.annotate(dataset, item, "Dr Me", label="nonGS", classes=["GS", "nonGS"], role="annotator")
     at.sidebar.text_input(key="reader_name").input("Dr Me")
     at.sidebar.toggle(key="rv_blind").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]

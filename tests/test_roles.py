@@ -14,7 +14,7 @@ CLASSES = ["GS", "nonGS"]
     ("viewer", {"browse"}),
     ("annotator", {"browse", "annotate", "download annotations"}),
     ("admin", {"browse", "annotate", "download annotations", "manage datasets", "adjudicate", "launch runs",
-               "delete runs", "export data"}),
+               "delete runs", "export data", "save operating points"}),
 ])
 def test_each_role_may_do_what_the_one_below_may_and_no_more(role, allowed):
     assert {action for action in roles.LEAST_ROLE if may(role, action)} == allowed
@@ -68,7 +68,7 @@ def test_core_refuses_a_viewer_and_an_annotator_without_any_page(tmp_path):
     rundir.write_status(run_dir, state="finished")
     for role in ("viewer", "annotator"):
         with pytest.raises(PermissionError, match="cannot delete runs; that needs the admin role"):
-            runs.delete(run_dir, role=role)
+            runs.delete(run_dir, who=role)
     assert run_dir.exists()
-    runs.delete(run_dir, role="admin")
+    runs.delete(run_dir, who="admin")
     assert not run_dir.exists()

@@ -123,6 +123,8 @@ def test_the_demo_run_config_is_the_full_config_less_the_fields_added_since():
     loaded = load_config(DEMO_RUN_CONFIG)
     assert loaded.pop("subset") == {"fraction": None, "per_class": None, "seed": 0}  # the whole dataset
     assert loaded["optimiser"].pop("nesterov") is True  # older configs keep Nesterov SGD
+    colour = {key: loaded["augment"].pop(key) for key in ("saturation", "hue")}
+    assert colour == {"saturation": 0.0, "hue": 0.0}  # older configs jitter brightness and contrast only
     added = {key: loaded["split"].pop(key) for key in ("folds", "fold", "reseed")}
     assert added == {"folds": 1, "fold": None, "reseed": False}  # no cross-validation, one split for all repeats
     assert loaded == written

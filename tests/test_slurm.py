@@ -14,7 +14,7 @@ from tests.test_train import tiny_config
 
 @pytest.fixture
 def run_dir(lumen_home):
-    return runs.create_runs(tiny_config())[0]
+    return runs.create_runs(tiny_config(), who="admin")[0]
 
 
 @pytest.fixture
@@ -41,7 +41,8 @@ def launch_line(script: str) -> list[str]:
 
 
 def test_single_node_script(run_dir):
-    script = slurm.write_sbatch(run_dir, partition="gpu", gpus=2, account="lab", extra_lines=["#SBATCH --qos=high"])
+    script = slurm.write_sbatch(run_dir, who="admin", partition="gpu", gpus=2, account="lab",
+                                extra_lines=["#SBATCH --qos=high"])
     assert script == run_dir / "job.sbatch"
     text = script.read_text()
     assert text.startswith("#!/bin/bash\n")
@@ -62,14 +63,14 @@ def test_single_node_script(run_dir):
 
 
 def test_cpu_resume_script_asks_for_no_gpu(run_dir):
-    text = slurm.write_sbatch(run_dir, gpus=0, resume=True).read_text()
+    text = slurm.write_sbatch(run_dir, who="admin", gpus=0, resume=True).read_text()
     assert "gres" not in directives(text)
     line = launch_line(text)
     assert "--nproc_per_node=1" in line and line[-1] == "--resume"
 
 
 def test_multi_node_script_meets_on_the_first_node(run_dir):
-    text = slurm.write_sbatch(run_dir, gpus=4, nodes=2).read_text()
+    text = slurm.write_sbatch(run_dir, who="admin", gpus=4, nodes=2).read_text()
     assert directives(text)["nodes"] == "2" and directives(text)["ntasks-per-node"] == "1"
     assert 'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)"' in text
     line = launch_line(text)
@@ -81,12 +82,12 @@ def test_multi_node_script_meets_on_the_first_node(run_dir):
 def test_submit_without_sbatch_says_what_to_do(run_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(slurm.SlurmError, match="sbatch not found: copy .*job.sbatch to your cluster's login node"):
-        slurm.submit(run_dir)
+        slurm.submit(run_dir, who="admin")
 
 
 def test_submit_records_the_job_and_the_run_is_not_failed(run_dir, fake_bin):
     sbatch_args = fake_bin("sbatch", "echo '4242;cluster'")
-    assert slurm.submit(run_dir, gpus=1) == "4242"
+    assert slurm.submit(run_dir, who="admin", gpus=1) == "4242"
     assert sbatch_args.read_text().split() == ["--parsable", str(run_dir / "job.sbatch")]
     status = rundir.read_status(run_dir)
     assert status["scheduler"] == "slurm" and status["slurm_job_id"] == "4242" and status["state"] == "queued"
@@ -97,7 +98,7 @@ def test_submit_records_the_job_and_the_run_is_not_failed(run_dir, fake_bin):
 
 def test_squeue_closes_a_run_whose_job_is_gone(run_dir, fake_bin):
     fake_bin("sbatch", "echo 77")
-    slurm.submit(run_dir)
+    slurm.submit(run_dir, who="admin")
     rundir.write_status(run_dir, state="running", pid=2 ** 22 + 7)
     rundir.log_path(run_dir).write_text("epoch 1 done\nslurmstepd: error: Detected 1 oom_kill event\n")
     squeue_args = fake_bin("squeue", "echo RUNNING")
@@ -111,10 +112,10 @@ def test_squeue_closes_a_run_whose_job_is_gone(run_dir, fake_bin):
 
 def test_cancel_uses_scancel_not_a_local_kill(run_dir, fake_bin):
     fake_bin("sbatch", "echo 91")
-    slurm.submit(run_dir)
+    slurm.submit(run_dir, who="admin")
     rundir.write_status(run_dir, state="running", pid=os.getpid())  # a local pid that must survive
     scancel_args = fake_bin("scancel", "exit 0")
-    assert runs.cancel(run_dir)
+    assert runs.cancel(run_dir, who="admin")
     assert scancel_args.read_text().split() == ["91"]
     assert rundir.read_status(run_dir)["state"] == "cancelled"
 
@@ -141,7 +142,7 @@ def test_cli_writes_prints_and_submits_the_script(tmp_path, fake_bin, lumen_home
 def test_a_running_run_gets_no_second_job(run_dir):
     rundir.write_status(run_dir, state="running", pid=os.getpid())
     with pytest.raises(slurm.SlurmError, match="is running; cancel it"):
-        slurm.write_sbatch(run_dir)
+        slurm.write_sbatch(run_dir, who="admin")
     assert not (run_dir / "job.sbatch").exists()
 
 
@@ -150,11 +151,11 @@ def test_a_run_queued_to_start_gets_no_second_job(run_dir, started):
     """Queued behind a local run, or already submitted: it will start, so a second job would share its folder."""
     rundir.write_status(run_dir, state="queued", **started)
     with pytest.raises(slurm.SlurmError, match="is queued; cancel it"):
-        slurm.write_sbatch(run_dir)
+        slurm.write_sbatch(run_dir, who="admin")
 
 
 def test_a_job_script_never_submitted_from_here_can_be_withdrawn(run_dir):
     """sbatch was not on this machine: the run must not stay 'queued' for ever, blocking resume and delete."""
-    slurm.write_sbatch(run_dir)
-    assert runs.cancel(run_dir)
+    slurm.write_sbatch(run_dir, who="admin")
+    assert runs.cancel(run_dir, who="admin")
     assert rundir.read_status(run_dir)["state"] == "cancelled"

@@ -7,7 +7,15 @@ import pytest
 
 from core.scanning import scan
 from core.sources import SourceSpec
-from core.splits import assign_splits, draw_subset, duplicate_groups, imbalance_ratio, leakage_report, split_table
+from core.splits import (
+    _units,
+    assign_splits,
+    draw_subset,
+    duplicate_groups,
+    imbalance_ratio,
+    leakage_report,
+    split_table,
+)
 from tests.conftest import SHARED_DATA
 
 GLOMERULI = SourceSpec(str(SHARED_DATA / "glomeruli" / "labels.csv"), label_column="class",
@@ -117,3 +125,46 @@ def test_a_subset_is_seeded_and_spans_the_slides(glomeruli):
     assert glomeruli.loc[first & nongs, "group"].nunique() == min(31, slides)
     ungrouped = glomeruli.assign(group=None)
     assert ungrouped.loc[draw_subset(ungrouped, per_class=31, seed=3), "group"].isna().all()
+
+
+def _loop_assign(units, labels, ratios, seed):
+    """The split as it was assigned before the single-item units were vectorised: one unit at a time."""
+    from core.sources import SPLITS
+
+    classes, label_codes = np.unique(labels.to_numpy(), return_inverse=True)
+    unit_names, unit_codes = np.unique(units.astype(object), return_inverse=True)
+    counts = np.zeros((len(unit_names), len(classes)))
+    np.add.at(counts, (unit_codes, label_codes), 1)
+    target = ratios[:, None] * counts.sum(axis=0)[None, :]
+    current = np.zeros_like(target)
+    order = np.random.default_rng(seed).permutation(len(unit_names))
+    order = order[np.argsort(-counts[order].sum(axis=1), kind="stable")]
+    unit_split = np.empty(len(unit_names), dtype=int)
+    for unit in order:
+        need = counts[unit]
+        cost = (((need ** 2)[None, :] + 2 * need[None, :] * (current - target)) / np.maximum(target, 1.0)).sum(axis=1)
+        cost[ratios == 0] = np.inf
+        unit_split[unit] = choice = int(np.argmin(cost))
+        current[choice] += need
+    return np.array(SPLITS, dtype=object)[unit_split[unit_codes]]
+
+
+BCCD = SourceSpec(str(SHARED_DATA / "bccd_crops" / "labels.csv"), label_column="wbc_subtype",
+                  group_column="source_image")
+
+
+@pytest.mark.parametrize("spec, grouped", [(GLOMERULI, True), (GLOMERULI, False), (BCCD, True), (BCCD, False),
+                                           (SourceSpec(str(SHARED_DATA / "blood_pbc")), False)])
+@pytest.mark.parametrize("ratios", [(0.8, 0.1, 0.1), (0.6, 0.2, 0.2), (0.7, 0.3, 0.0), (0.0, 0.5, 0.5)])
+def test_the_vectorised_split_equals_the_item_by_item_one(spec, grouped, ratios):
+    """Same seed, same assignment as the loop over every unit gave, on real data: grouped (slides, smears,
+    and the BCCD rows without a subtype standing alone) and one item per unit."""
+    manifest = scan(spec)
+    group_column = "group" if grouped else None
+    for seed in (0, 1, 7):
+        split = assign_splits(manifest, ratios=ratios, seed=seed, group_column=group_column)
+        rows = manifest[manifest["split"].isna()]
+        shares = np.asarray(ratios) / sum(ratios)
+        expected = _loop_assign(_units(rows, group_column), rows["label"].fillna("<unlabelled>").astype(str),
+                                shares, seed)
+        assert split.loc[rows.index].tolist() == expected.tolist()

@@ -54,7 +54,7 @@ def test_each_item_is_held_out_by_exactly_one_fold_and_slides_stay_whole():
 def test_a_grid_is_validated_cell_by_cell_before_anything_is_created(lumen_home):
     bad = study.parse_spec({"base": TINY, "grid": {"preprocess.size": [16, 2], "preprocess.pad_mode": ["zero"]}})
     with pytest.raises(ConfigError, match="preprocess.size=2"):
-        study.create_study(bad)
+        study.create_study(bad, who="admin")
     with pytest.raises(ConfigError, match="not a run config field"):
         study.plan(study.parse_spec({"base": TINY, "grid": {"preprocess.sise": [16]}}))
     too_many = study.parse_spec({"base": {**TINY, "repeats": 30}, "grid": {"preprocess.size": [16, 24, 32, 48]}})
@@ -91,8 +91,8 @@ def test_a_study_from_the_command_line_gives_one_row_per_cell_with_mean_and_sd(t
 
 @pytest.mark.slow
 def test_a_cross_validation_stores_every_items_out_of_fold_probabilities(lumen_home):
-    study_dir = study.create_study(study.parse_spec({"base": {**TINY, "split": {"folds": 3}}}))
-    study.launch_study(study_dir)
+    study_dir = study.create_study(study.parse_spec({"base": {**TINY, "split": {"folds": 3}}}), who="admin")
+    study.launch_study(study_dir, who="admin")
     assert (study.wait(study_dir, timeout=900) == "finished").all()
     oof = study.out_of_fold(study_dir)
     items = rundir.read_items(study.run_table(study_dir)["path"].iloc[0])

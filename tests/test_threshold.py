@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core import evaluation, rundir
 from core.registry import DEMO_DATASETS
 from tests.conftest import ROOT, open_page, train_tiny_run
+from tests.test_identity import AUTH, ROLES
 
 GLOMERULI, BCCD = list(DEMO_DATASETS.values())[:2]
 
@@ -32,19 +33,42 @@ def _table(app) -> pd.DataFrame:
 
 
 def _slider(app):
-    return next(s for s in app.slider if s.key.startswith("thr_value_"))
+    return next(s for s in app.select_slider if s.key.startswith("thr_value_"))
+
+
+def _move(app, value: float):
+    """The slider to its position nearest `value` (its positions are where a matrix changes)."""
+    slider = _slider(app)
+    return slider.set_value(min((float(o) for o in slider.options), key=lambda o: abs(o - value))).run()
 
 
 def test_slider_moves_the_numbers(at):
     before = _table(at)
-    _slider(at).set_value(0.05).run()
+    _move(at, 0.05)
     low = _table(at)
-    _slider(at).set_value(0.95).run()
+    _move(at, 0.95)
     high = _table(at)
     assert not at.exception
     sens = lambda t: float(t.set_index("metric").loc["sensitivity", "validation"].split()[0])  # noqa: E731
     assert sens(low) >= sens(before) >= sens(high)
     assert sens(low) > sens(high)
+
+
+def test_every_slider_step_changes_a_matrix(at):
+    """An arrow key moves to the next position, and each position calls at least one item differently."""
+    from core import metrics
+
+    preds = rundir.read_predictions(rundir.runs_root() / "b-binary")
+    curves = [metrics.Curve.from_scores(*evaluation.binary_scores(preds, "GS", split)) for split in ("val", "test")]
+    positions = np.array([float(o) for o in _slider(at).options])
+    assert positions[-1] == 1 and (np.diff(positions) > 0).all()
+    counts = np.stack([c.counts(positions)["tp"] + 1000 * c.counts(positions)["fp"] for c in curves])
+    changed = (np.diff(counts, axis=1) != 0).any(axis=0)
+    # Positions of their own: the slider's current value (0.5 here) and 1.0 (every item negative but
+    # those scored exactly 1.0); the steps into and out of them may leave the matrices as they were.
+    own = np.isin(positions, [_slider(at).value, 1.0])
+    assert changed[~(own[:-1] | own[1:])].all()
+    assert counts[:, 0].tolist() == [1000 * c.n_neg + c.n_pos for c in curves]  # Home: every item positive
 
 
 def test_suggested_threshold_applies_in_one_click(at):
@@ -58,21 +82,37 @@ def test_suggested_threshold_applies_in_one_click(at):
     assert _slider(at).value == pytest.approx(np.floor(expected * 1e4) / 1e4)
 
 
+@pytest.mark.parametrize("email", ["vera@lab.org", "ann@lab.org"])
+def test_below_admin_the_operating_point_is_shown_but_cannot_be_saved(home, monkeypatch, email):
+    """The point decides for every reader and export, so an annotator may tune it here, not save it."""
+    monkeypatch.setenv("LUMEN_HOME", str(home))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.secrets = {"auth": AUTH, "lumen": {"roles": {**ROLES, "ann@lab.org": "annotator"}}}
+    at.user = {"is_logged_in": True, "email": email}
+    at.session_state["analysis_run"] = "b-binary"
+    at.switch_page("pages/threshold.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _table(at) is not None and _slider(at) is not None  # the page itself is there
+    assert not [b for b in at.button if "Save this operating point" in b.label]
+    assert any("operating point needs the admin role" in c.value for c in at.caption)
+
+
 def test_tuning_on_test_warns(at):
     at.radio(key="thr_tune").set_value("test").run()
     assert any("optimistic" in w.value for w in at.warning)
 
 
 def test_saved_threshold_survives_a_restart(at, home, monkeypatch):
-    _slider(at).set_value(0.3).run()
+    _move(at, 0.3)
+    chosen = _slider(at).value
     next(b for b in at.button if "Save this operating point" in b.label).click().run()
     saved = evaluation.load_operating_point(home / "runs" / "b-binary")
-    assert saved["threshold"] == pytest.approx(0.3) and saved["tuned_on"] == "val"
+    assert saved["threshold"] == pytest.approx(chosen) and saved["tuned_on"] == "val"
     fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     fresh.session_state["analysis_run"] = "b-binary"
     fresh.switch_page("pages/threshold.py")
     fresh.run()
-    assert _slider(fresh).value == pytest.approx(0.3)
+    assert _slider(fresh).value == pytest.approx(chosen)
 
 
 def test_multiclass_run_one_vs_rest(at, home):
@@ -84,7 +124,7 @@ def test_multiclass_run_one_vs_rest(at, home):
     val = preds[preds["split"] == "val"]
     prevalence = next(n for n in at.number_input if n.label == "Prevalence in practice").value
     assert prevalence == pytest.approx((val["label"] == "WBC").mean(), abs=1e-3)  # WBC's share, not the last run's
-    _slider(at).set_value(0.2).run()
+    _move(at, 0.2)
     assert not at.exception
     assert any("All 3 classes" in e.label for e in at.expander)
     val_labels = val["label"].to_numpy()
@@ -151,7 +191,7 @@ def test_a_threshold_saved_on_scaled_scores_decides_on_scaled_scores(home, monke
     at = open_page("pages/threshold.py", home, monkeypatch, "b-binary")
     at.selectbox(key="thr_pos_b-binary").select(classes[0]).run()
     at.toggle(key="thr_temp_b-binary").set_value(True).run()
-    _slider(at).set_value(threshold).run()
+    _move(at, threshold)
     next(b for b in at.button if "Save this operating point" in b.label).click().run()
     saved = evaluation.load_operating_point(run_dir)
     assert saved["temperature"] != 1.0 and saved["method"] == "temperature-scaled"
@@ -167,7 +207,7 @@ def test_a_threshold_saved_on_scaled_scores_decides_on_scaled_scores(home, monke
 
     fresh = open_page("pages/threshold.py", home, monkeypatch, "b-binary")
     assert fresh.toggle(key="thr_temp_b-binary").value  # reopened as it was saved
-    evaluation.save_operating_point(run_dir, positive, 0.5, "val", "raw scores")  # leave the run as found
+    evaluation.save_operating_point(run_dir, positive, 0.5, "val", "raw scores", who="admin")  # leave the run as found
 
 
 def test_multiclass_report_is_scikit_learns(home, capsys):

@@ -81,6 +81,41 @@ def test_cli_refuses_a_broken_config_with_a_message(tmp_path, cli):
     assert result.returncode == 2 and "batch_size must be a whole number above 0" in result.stderr
 
 
+def test_a_run_from_the_command_line_writes_its_log_and_resumes_its_own_config(tmp_path, cli):
+    run_dir, config = tmp_path / "run", tmp_path / "config.json"
+    config.write_text(json.dumps(tiny_config(epochs=1)))
+    assert cli("train", "--config", config, "--run-dir", run_dir).returncode == 0
+    log = rundir.log_path(run_dir).read_text()
+    assert f"run directory {run_dir}" in log and log.count("epoch 1/1 train loss") == 1
+
+    longer = tmp_path / "longer.json"
+    longer.write_text(json.dumps(tiny_config(epochs=2, optimiser={"lr": 0.01})))
+    refused = cli("train", "--config", longer, "--run-dir", run_dir, "--resume")
+    assert refused.returncode == 2
+    assert "differs from the run's own config" in refused.stderr and "in epochs, optimiser.lr." in refused.stderr
+    assert "--force-config" in refused.stderr and rundir.read_config(run_dir)["epochs"] == 1
+    assert cli("train", "--run-dir", run_dir, "--resume").returncode == 0  # its own config: already done
+    assert rundir.read_metrics(run_dir)["epoch"].tolist() == [1]
+
+    assert cli("train", "--config", longer, "--run-dir", run_dir, "--resume", "--force-config").returncode == 0
+    assert rundir.read_metrics(run_dir)["epoch"].tolist() == [1, 2]
+    assert rundir.read_config(run_dir)["epochs"] == 2 and rundir.read_config(run_dir)["optimiser"]["lr"] == 0.01
+    assert "epoch 2/2 train loss" in rundir.log_path(run_dir).read_text()
+
+
+def test_resume_needs_the_run_to_continue(cli):
+    result = cli("train", "--resume")
+    assert result.returncode == 2 and "train needs --run-dir with --resume" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_run_the_app_launches_logs_each_line_once():
+    run_dir = runs.create_runs(tiny_config(epochs=1), who="admin")[0]
+    runs.launch(run_dir, who="admin")
+    assert runs.wait(run_dir, timeout=300)["state"] == "finished", rundir.log_tail(run_dir)
+    assert rundir.log_path(run_dir).read_text().count("epoch 1/1 train loss") == 1
+
+
 def _wait_for(predicate, timeout=180, poll=0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -94,8 +129,8 @@ def _wait_for(predicate, timeout=180, poll=0.2):
 @pytest.mark.slow
 def test_killed_run_shows_failed_and_resumes_to_the_same_epochs():
     config = tiny_config(epochs=4, preprocess={"size": 96}, batch_size=8)
-    run_dir = runs.create_runs(config)[0]
-    pid = runs.launch(run_dir)
+    run_dir = runs.create_runs(config, who="admin")[0]
+    pid = runs.launch(run_dir, who="admin")
     _wait_for(lambda: len(rundir.read_metrics(run_dir)) >= 1, poll=0.05)  # an epoch is seconds long here
     os.kill(pid, signal.SIGSTOP)  # frozen: what it has written is what it will have written when killed
     done_before = len(rundir.read_metrics(run_dir))
@@ -103,7 +138,7 @@ def test_killed_run_shows_failed_and_resumes_to_the_same_epochs():
     status = _wait_for(lambda: (s := runs.status(run_dir))["state"] == "failed" and s)
     assert "died" in status["message"]
     assert 1 <= done_before < 4 and len(rundir.read_metrics(run_dir)) == done_before
-    runs.resume(run_dir)
+    runs.resume(run_dir, who="admin")
     final = runs.wait(run_dir, timeout=300)
     assert final["state"] == "finished", rundir.log_tail(run_dir)
     assert rundir.read_metrics(run_dir)["epoch"].tolist() == [1, 2, 3, 4]
@@ -114,10 +149,10 @@ def test_killed_run_shows_failed_and_resumes_to_the_same_epochs():
 @pytest.mark.slow
 def test_cancel_then_resume():
     config = tiny_config(epochs=30, preprocess={"size": 64}, batch_size=8)
-    run_dir = runs.create_runs(config)[0]
-    runs.launch(run_dir)
+    run_dir = runs.create_runs(config, who="admin")[0]
+    runs.launch(run_dir, who="admin")
     _wait_for(lambda: runs.status(run_dir).get("state") == "running" and len(rundir.read_metrics(run_dir)) >= 1)
-    assert runs.cancel(run_dir)
+    assert runs.cancel(run_dir, who="admin")
     status = runs.wait(run_dir, timeout=120)
     assert status["state"] == "cancelled"
     epochs_done = len(rundir.read_metrics(run_dir))
@@ -126,18 +161,18 @@ def test_cancel_then_resume():
         saved = json.load(handle)
     saved["epochs"] = epochs_done + 1
     rundir.config_path(run_dir).write_text(json.dumps(saved))
-    runs.resume(run_dir)
+    runs.resume(run_dir, who="admin")
     assert runs.wait(run_dir, timeout=300)["state"] == "finished"
     assert rundir.read_metrics(run_dir)["epoch"].tolist() == list(range(1, epochs_done + 2))
 
 
 @pytest.mark.slow
 def test_second_run_queues_behind_the_first():
-    first = runs.create_runs(tiny_config(epochs=6, preprocess={"size": 64}, batch_size=8))[0]
-    second = runs.create_runs(tiny_config())[0]
-    runs.launch(first)
+    first = runs.create_runs(tiny_config(epochs=6, preprocess={"size": 64}, batch_size=8), who="admin")[0]
+    second = runs.create_runs(tiny_config(), who="admin")[0]
+    runs.launch(first, who="admin")
     _wait_for(lambda: runs.status(first).get("state") == "running")
-    runs.launch(second)
+    runs.launch(second, who="admin")
     seen = _wait_for(lambda: "another run" in runs.status(second).get("message", "") and runs.status(second))
     assert seen["state"] == "queued"
     assert runs.wait(first, timeout=300)["state"] == "finished"
@@ -147,23 +182,23 @@ def test_second_run_queues_behind_the_first():
 
 
 def test_repeats_make_one_run_per_seed():
-    dirs = runs.create_runs(tiny_config(repeats=3, seed=5))
+    dirs = runs.create_runs(tiny_config(repeats=3, seed=5), who="admin")
     seeds = [rundir.read_config(d)["seed"] for d in dirs]
     assert seeds == [5, 6, 7]
 
 
 def test_delete_is_for_admins_and_finished_runs(tmp_path):
-    run_dir = runs.create_runs(tiny_config())[0]
+    run_dir = runs.create_runs(tiny_config(), who="admin")[0]
     with pytest.raises(PermissionError, match="annotator cannot delete runs"):
-        runs.delete(run_dir, role="annotator")
+        runs.delete(run_dir, who="annotator")
     rundir.write_status(run_dir, state="running", pid=os.getpid())
     with pytest.raises(ValueError, match="still active"):
-        runs.delete(run_dir, role="admin")
+        runs.delete(run_dir, who="admin")
     rundir.write_status(run_dir, state="cancelled")
-    runs.delete(run_dir, role="admin")
+    runs.delete(run_dir, who="admin")
     assert not run_dir.exists()
     with pytest.raises(ValueError, match="demo run"):
-        runs.delete(rundir.demo_runs()[0], role="admin")
+        runs.delete(rundir.demo_runs()[0], who="admin")
 
 
 def test_torchrun_processes_agree_on_stopping_every_few_batches(monkeypatch):

@@ -73,7 +73,7 @@ def test_cancel_and_resume_from_the_page():
     at.run()
     at.button(key=f"resume_{run_dir.name}").click().run()
     assert runs.status(run_dir)["state"] in rundir.ACTIVE
-    runs.cancel(run_dir)
+    runs.cancel(run_dir, who="admin")
     assert runs.wait(run_dir, timeout=120)["state"] == "cancelled"
 
 
@@ -106,7 +106,7 @@ def test_a_weights_file_of_ones_own(tmp_path):
 def test_a_subset_from_the_form_and_the_split_table_of_what_was_kept(monkeypatch):
     from core import train
 
-    monkeypatch.setattr(runs, "launch", lambda run_dir: None)  # trained below, in this process
+    monkeypatch.setattr(runs, "launch", lambda run_dir, who: None)  # trained below, in this process
     at = open_train_page()
     assert at.number_input(key="train_subset_fraction").value is None  # the config's default: all of it
     set_tiny(at, epochs=1)
@@ -124,3 +124,21 @@ def test_a_subset_from_the_form_and_the_split_table_of_what_was_kept(monkeypatch
     assert any(e.label == label for e in at.expander)
     table = next(frame.value for frame in at.dataframe if "class" in frame.value.columns)
     assert table.set_index("class")["total"].to_dict() == {"GS": 20, "nonGS": 20, "total": 40}
+
+
+def test_plain_sgd_and_colour_jitter_from_the_form(monkeypatch):
+    monkeypatch.setattr(runs, "launch", lambda *args, **kwargs: None)  # the config is what is tested
+    at = open_train_page()
+    assert at.toggle(key="train_nesterov").disabled  # only SGD has the choice
+    at.selectbox(key="train_opt").select("sgd").run()
+    nesterov = at.toggle(key="train_nesterov")
+    assert not nesterov.disabled and nesterov.value  # the config's default: Nesterov
+    nesterov.set_value(False)
+    at.slider(key="train_saturation").set_value(0.3)
+    at.slider(key="train_hue").set_value(0.1)
+    set_tiny(at, epochs=1)
+    at.button(key="train_launch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    config = rundir.read_config(only_run())
+    assert config["optimiser"]["name"] == "sgd" and config["optimiser"]["nesterov"] is False
+    assert (config["augment"]["saturation"], config["augment"]["hue"]) == (0.3, 0.1)

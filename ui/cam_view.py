@@ -18,9 +18,14 @@ def _model(run: str, stamp: int):
     return load_run_model(Path(run))
 
 
+def model_stamp(run_dir: Path) -> int:
+    """The best checkpoint's version: caches of what the model computed are keyed by it."""
+    return rundir.checkpoint_path(run_dir, "best").stat().st_mtime_ns
+
+
 def run_model(run_dir: Path):
     """(model, checkpoint) shared by every session; core.cam makes concurrent use safe."""
-    return _model(str(run_dir), rundir.checkpoint_path(run_dir, "best").stat().st_mtime_ns)
+    return _model(str(run_dir), model_stamp(run_dir))
 
 
 def item_pixels(row: pd.Series) -> np.ndarray:

@@ -11,6 +11,7 @@ import streamlit as st
 
 from core import evaluation, external, metrics, rundir
 from ui import threshold_figures as figs
+from ui.metrics_table import metrics_table
 from ui.text import md
 
 NO_SET = "(none)"
@@ -74,7 +75,8 @@ def show(run_dir: Path, name: str, key: str) -> None:
     negative = f"not {test.positive}" if len(classes) > 2 else next(c for c in classes if c != test.positive)
     for title, scored in (("Test split", test), (name, _scored(str(run_dir), name, stamp))):
         _figures(title, scored, negative, f"{key}_{title}")
-    st.markdown("**Metrics at the saved threshold** (95% bootstrap intervals)")
+    st.markdown("**Metrics at the saved threshold** (95% intervals)")
+    st.caption(metrics.INTERVALS_NOTE)
     table = metrics_table(reports)
     st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3)
     _breakdown_view(run_dir, name, stamp, key)
@@ -98,25 +100,6 @@ def _figures(title: str, scored: external.Scored, negative: str, key: str) -> No
                          width="stretch", key=f"{key}_pr")
 
 
-def metrics_table(reports: dict[str, dict]) -> pd.DataFrame:
-    """One row per figure, one column per report (by its display name): value and interval."""
-    first = next(iter(reports.values()))
-    rows = [{"metric": "items", **{k: f"{r['n']:,}" for k, r in reports.items()}},
-            {"metric": "positives", **{k: f"{r['positives']:,}" for k, r in reports.items()}},
-            {"metric": "ROC AUC", **{k: _number(r["roc_auc"]) for k, r in reports.items()}},
-            {"metric": "average precision", **{k: _number(r["average_precision"]) for k, r in reports.items()}}]
-    for name in first["metrics"]:
-        rows.append({"metric": name.replace("_", " "),
-                     **{k: _number(r["metrics"][name], r["intervals_95"].get(name)) for k, r in reports.items()}})
-    return pd.DataFrame(rows)
-
-
-def _number(value: float | None, ci: tuple[float, float] | None = None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3f}" + (f"  ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
-
-
 def _breakdown_view(run_dir: Path, name: str, stamp: tuple[float, float], key: str) -> None:
     table = rundir.read_prediction_set(run_dir, name)
     columns = external.breakdown_columns(evaluation.labelled_rows(table))
@@ -129,8 +112,8 @@ def _breakdown_view(run_dir: Path, name: str, stamp: tuple[float, float], key: s
     figures = {c: table[c].map(lambda v: "" if pd.isna(v) else f"{v:.3f}") for c in ("ROC AUC", "sensitivity",
                                                                                       "specificity")}
     st.dataframe(table.assign(**figures), hide_index=True, width="stretch")  # blank, not "None", where undefined
-    st.caption("Per value, at the saved operating point; intervals: 95% bootstrap (ROC AUC resampling "
-               "positives and negatives separately). A value with one class only has no AUC.")
+    st.caption("Per value, at the saved operating point; 95% intervals as in the metrics table (ROC AUC: "
+               "bootstrap resampling positives and negatives separately). A value with one class only has no AUC.")
 
 
 def _shift_warning(run_dir: Path, name: str, stamp: tuple[float, float], key: str) -> None:

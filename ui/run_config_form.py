@@ -91,14 +91,22 @@ def _data_section() -> tuple[dict, dict, dict]:
     cols = st.columns(6)
     # the sliders offer the useful part of each range; the config allows up to 0.5 and 1 (exclusive)
     shift = cols[0].slider("Shift (share of size)", 0.0, 0.3, initial["shift"], 0.05, key="train_shift")
-    jitter = cols[1].slider("Colour jitter", 0.0, 0.5, initial["color_jitter"], 0.05, key="train_jitter")
-    normalize = _choice(cols[2], "Normalisation", "preprocess.normalize", "train_normalize",
+    jitter = cols[1].slider("Contrast jitter", 0.0, 0.5, initial["color_jitter"], 0.05, key="train_jitter",
+                            help="Each image's brightness and its contrast, each by up to this share.")
+    saturation = cols[2].slider("Saturation jitter", 0.0, 0.5, initial["saturation"], 0.05, key="train_saturation",
+                                help="Each colour image's saturation, by up to this share (grey images: none).")
+    _, most_hue = bounds("augment.hue")
+    hue = cols[3].slider("Hue jitter", 0.0, float(most_hue), initial["hue"], 0.05,
+                         key="train_hue", help="Shifts each colour image's hue by up to this share of the "
+                                               "colour circle: stain colour varies between labs.")
+    normalize = _choice(cols[4], "Normalisation", "preprocess.normalize", "train_normalize",
                         format_func=NORMALISATION.__getitem__,
                         help="What the pixel values are scaled by before the model sees them: the mean and "
                              "spread of the training split, ImageNet's (for ImageNet-pretrained weights), or none.")
     split = {"ratios": [train / 100, val / 100, test / 100], "seed": split_seed, "grouped": grouped}
     augment = {"hflip": hflip, "vflip": vflip, "rotate90": rotate90, "rotation": float(rotation),
-               "shift": float(shift), "color_jitter": float(jitter)}
+               "shift": float(shift), "color_jitter": float(jitter), "saturation": float(saturation),
+               "hue": float(hue)}
     return split, {"size": int(size), "pad_mode": pad_mode, "fit": fit, "normalize": normalize}, augment
 
 
@@ -121,6 +129,9 @@ def _optimisation_section() -> dict:
     optimiser = DEFAULT["optimiser"]
     cols = st.columns(6)
     name = _choice(cols[0], "Optimiser", "optimiser.name", "train_opt")
+    nesterov = cols[0].toggle("Nesterov", optimiser["nesterov"], key="train_nesterov",
+                              disabled=name != "sgd", help="SGD only: Nesterov momentum (look-ahead), or plain "
+                                                           "(heavy-ball) momentum when off.")
     lr = cols[1].select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
                                value=optimiser["lr"], key="train_lr")
     decay = cols[2].select_slider("Weight decay", [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 5e-2],
@@ -135,7 +146,8 @@ def _optimisation_section() -> dict:
     seed = _whole(cols[3], "Seed", "seed", "train_seed")
     repeats = _whole(cols[4], "Repeat over N seeds", "repeats", "train_repeats")
     device = _choice(cols[5], "Device", "device", "train_device")
-    return {"optimiser": {"name": name, "lr": lr, "weight_decay": decay}, "scheduler": {"name": scheduler},
+    return {"optimiser": {"name": name, "lr": lr, "weight_decay": decay, "nesterov": bool(nesterov)},
+            "scheduler": {"name": scheduler},
             "epochs": epochs, "batch_size": batch, "early_stopping": {"patience": patience, "metric": metric},
             "imbalance": imbalance, "seed": seed, "repeats": repeats, "device": device}
 

@@ -18,15 +18,16 @@ PENDING_KEY = "dataset_to_select"  # set by a page; applied before the sidebar w
 
 
 @st.cache_data(show_spinner="Reading image headers…", max_entries=32)
-def _cached_manifest(spec_json: tuple, signature: str, verify: bool):
-    return scan(SourceSpec.from_dict(dict(spec_json)), verify=verify)
+def _cached_manifest(spec_json: tuple, signature: str, facts_version: float | None):
+    return scan(SourceSpec.from_dict(dict(spec_json)))
 
 
-def load_manifest(spec: SourceSpec, verify: bool = False):
-    """The manifest of a source, cached per source, its folders' signature (a file added in a class
-    folder shows without a rescan) and verification state."""
+def load_manifest(spec: SourceSpec, facts_version: float | None = None):
+    """The manifest of a source (headers only: verification runs in its own process), cached per
+    source, its folders' signature (a file added in a class folder shows without a rescan) and
+    ``facts_version`` (when the verification job finished: its results are then read)."""
     spec_key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.to_dict().items()))
-    return _cached_manifest(spec_key, source_signature(spec), verify)
+    return _cached_manifest(spec_key, source_signature(spec), facts_version)
 
 
 def manifest_or_stop(spec: SourceSpec, whose: str):

@@ -9,7 +9,7 @@ MAX_CURVE_POINTS = 2000
 HEIGHT = 330
 
 
-def _thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+def thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     """At most MAX_CURVE_POINTS points (first and last kept): a browser draws a million slowly."""
     n = len(arrays[0])
     if n <= MAX_CURVE_POINTS:
@@ -54,7 +54,7 @@ def confusion(matrix: np.ndarray, labels: list[str]) -> go.Figure:
 
 
 def roc(fpr: np.ndarray, tpr: np.ndarray, point: tuple[float, float], auc: float | None) -> go.Figure:
-    fpr, tpr = _thin(fpr, tpr)
+    fpr, tpr = thin(fpr, tpr)
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#bbb"))
     fig.add_scatter(x=fpr, y=tpr, mode="lines", line=dict(color="#7b3fa0"))
@@ -65,7 +65,7 @@ def roc(fpr: np.ndarray, tpr: np.ndarray, point: tuple[float, float], auc: float
 
 def pr(precision: np.ndarray, recall: np.ndarray, point: tuple[float, float], ap: float | None,
        prevalence: float) -> go.Figure:
-    precision, recall = _thin(precision, recall)
+    precision, recall = thin(precision, recall)
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[prevalence, prevalence], mode="lines", line=dict(dash="dot", color="#bbb"))
     fig.add_scatter(x=recall, y=precision, mode="lines", line=dict(color="#7b3fa0", shape="hv"))
@@ -74,13 +74,19 @@ def pr(precision: np.ndarray, recall: np.ndarray, point: tuple[float, float], ap
     return _layout(fig, title, "recall (sensitivity)", "precision (PPV)")
 
 
-def distributions(is_positive: np.ndarray, scores: np.ndarray, threshold: float, positive: str) -> go.Figure:
-    """Histograms binned with numpy, so a million scores cost the browser 50 bars."""
+def histograms(is_positive: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
+    """Score counts per true class in 50 bins: binned once, so a million scores cost each move 50 bars."""
     edges = np.linspace(0, 1, 51)
+    return {"edges": edges, "negative": np.histogram(scores[~is_positive], bins=edges)[0],
+            "positive": np.histogram(scores[is_positive], bins=edges)[0]}
+
+
+def distributions(hist: dict[str, np.ndarray], threshold: float, positive: str) -> go.Figure:
+    """The `histograms` of the two classes overlaid, with the threshold as a line."""
+    edges = hist["edges"]
     fig = go.Figure()
-    for mask, name, colour in ((~is_positive, f"not {positive}", "#5b8def"), (is_positive, positive, "#e4572e")):
-        counts, _ = np.histogram(scores[mask], bins=edges)
-        fig.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0], name=name,
+    for side, name, colour in (("negative", f"not {positive}", "#5b8def"), ("positive", positive, "#e4572e")):
+        fig.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=hist[side], width=edges[1] - edges[0], name=name,
                     marker_color=colour, opacity=0.6)
     fig.add_vline(x=threshold, line=dict(color="#222", width=2))
     fig.update_layout(barmode="overlay")

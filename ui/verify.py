@@ -1,56 +1,41 @@
-"""Full-decode verification in a background thread, so the Dataset page never waits for it.
-
-One job per source, shared by every session (st.cache_resource), so two tabs on the same dataset
-do not decode it twice.
-"""
+"""The Dataset page's view of full-decode verification, which runs as its own process
+(core.verify_jobs): started when the manifest has files not yet decoded, polled while it runs."""
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from typing import Any
 
+import pandas as pd
 import streamlit as st
 
-from core.scanning import scan
+from core import rundir, verify_jobs
+from core.scanning import needs_verification
 from core.sources import SourceSpec
+from ui.text import md
 
 
-@dataclass
-class VerifyJob:
-    spec: SourceSpec
-    done: int = 0
-    total: int = 0
-    error: str | None = None
-    finished: threading.Event = field(default_factory=threading.Event)
-
-    def progress(self, done: int, total: int) -> None:
-        self.done, self.total = done, total
-
-    def run(self) -> None:
-        try:
-            scan(self.spec, verify=True, progress=self.progress)
-        except Exception as exc:  # shown on the page; the header scan stays usable
-            self.error = str(exc)
-        finally:
-            self.finished.set()
-
-
-@st.cache_resource(max_entries=64)
-def _jobs() -> dict:
-    return {}
-
-
-def verification_job(spec: SourceSpec) -> VerifyJob:
-    """The running or finished job for this source, started on first call."""
-    jobs = _jobs()
-    key = repr(spec)
-    job = jobs.get(key)
-    if job is None or (job.finished.is_set() and job.error):
-        job = VerifyJob(spec)
-        jobs[key] = job
-        threading.Thread(target=job.run, name=f"verify {spec.path}", daemon=True).start()
+def ensure_verification(spec: SourceSpec, manifest: pd.DataFrame, job: dict[str, Any]) -> dict[str, Any]:
+    """The job, started when files wait for verification and none runs; a failed job stays failed
+    (and says why) until a rescan."""
+    if needs_verification(manifest) and job.get("state") not in (*rundir.ACTIVE, "failed"):
+        return verify_jobs.start(spec)
     return job
 
 
-def forget(spec: SourceSpec) -> None:
-    """Drop the job so a rescan verifies changed files again."""
-    _jobs().pop(repr(spec), None)
+def show_verification(spec: SourceSpec, manifest: pd.DataFrame, job: dict[str, Any]) -> None:
+    if job.get("state") == "failed":
+        st.warning(f"Verification stopped: {md(job.get('message', 'no reason given'))}. Header facts are shown.")
+    elif job.get("state") in rundir.ACTIVE:
+        _progress(spec)  # reruns the page, with the verified manifest, once the job is done
+    else:
+        st.caption(f"All {int(manifest['verified'].sum()):,} readable images were decoded and verified.")
+
+
+@st.fragment(run_every=1.0)
+def _progress(spec: SourceSpec) -> None:
+    job = verify_jobs.status(spec)
+    if job.get("state") not in rundir.ACTIVE:
+        st.rerun(scope="app")  # the fact cache now carries the decode results
+    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
+    st.progress(done / total if total else 0.0,
+                text=f"Verifying every image by decoding it, in the background: {done:,} of {total:,} "
+                     "(headers are shown meanwhile)")

@@ -6,10 +6,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
 
 
 def augment(x: torch.Tensor, cfg: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
-    """Random flips, quarter turns, small rotations/shifts and colour jitter, per image, batched.
+    """Random flips, quarter turns, small rotations/shifts and colour jitter (brightness, contrast,
+    saturation, hue), per image, batched.
 
     x is (B, C, S, S) in [0, 1]; all randomness comes from ``gen`` so a seed repeats a run.
     """
@@ -38,8 +40,30 @@ def augment(x: torch.Tensor, cfg: dict[str, Any], gen: torch.Generator) -> torch
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     jitter = float(cfg.get("color_jitter", 0))
     if jitter:
-        bright = (1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * jitter).to(x.device)
-        contrast = (1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * jitter).to(x.device)
+        bright, contrast = _factors(b, jitter, gen, x.device), _factors(b, jitter, gen, x.device)
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = ((x - mean) * contrast + mean) * bright
-    return x.clamp_(0, 1)
+        x = (((x - mean) * contrast + mean) * bright).clamp_(0, 1)  # the only step that leaves [0, 1]
+    return _colour(x, float(cfg.get("saturation", 0)), float(cfg.get("hue", 0)), gen)
+
+
+def _factors(b: int, strength: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """One factor per image, uniform in [1 - strength, 1 + strength], shaped to scale (B, C, S, S)."""
+    return (1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * strength).to(device)
+
+
+def _colour(x: torch.Tensor, saturation: float, hue: float, gen: torch.Generator) -> torch.Tensor:
+    """torchvision ColorJitter's saturation and hue, with a factor of its own for each image.
+
+    Saturation blends each image with its own grey version (torchvision's adjust_saturation, done for
+    the whole batch at once); the hue shift goes through torchvision's adjust_hue image by image, as it
+    takes one factor per call. Grey images (one channel) have neither and pass unchanged."""
+    if x.shape[1] != 3:
+        return x
+    b = x.shape[0]
+    if saturation:
+        grey = TF.rgb_to_grayscale(x)
+        x = (grey + (x - grey) * _factors(b, saturation, gen, x.device)).clamp_(0, 1)
+    if hue:
+        shifts = ((torch.rand(b, generator=gen) * 2 - 1) * hue).tolist()
+        x = torch.stack([TF.adjust_hue(image, shift) for image, shift in zip(x, shifts)])
+    return x

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.server import CHROMIUM, CHROMIUM_MISSING, VIEWPORT, free_port, launch_browser, start_app, stop_app
+from tests.browser.server import CHROMIUM, CHROMIUM_MISSING, VIEWPORT, launch_browser, running_app
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +27,8 @@ def app_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def app_url(app_home):
     """Base URL of `streamlit run app.py` with a private LUMEN_HOME, stopped after the session."""
-    process, base_url = start_app(free_port(), app_home)
-    yield base_url
-    stop_app(process)
+    with running_app(app_home) as base_url:
+        yield base_url
 
 
 @pytest.fixture

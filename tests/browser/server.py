@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -79,6 +80,16 @@ def start_app(port: int, lumen_home: Path, args: Sequence[str] = (),
         stop_app(process)
         raise
     return process, base_url
+
+
+@contextmanager
+def running_app(lumen_home: Path) -> Iterator[str]:
+    """The app on a free port with its own workspace, for the length of a `with`: its base URL."""
+    process, base_url = start_app(free_port(), lumen_home)
+    try:
+        yield base_url
+    finally:
+        stop_app(process)
 
 
 def _wait_healthy(process: subprocess.Popen, base_url: str, log_path: Path) -> None:

@@ -116,6 +116,11 @@ def test_a_viewer_only_looks_and_an_admin_may_act(page, login_app, email):
     assert label_buttons.count() == 2
     assert [label_buttons.nth(i).is_enabled() for i in range(2)] == [admin, admin]
 
+    open_page(page, pages["threshold"])
+    page.get_by_text("Save and export", exact=True).wait_for(timeout=TIMEOUT_MS)
+    assert (page.get_by_role("button", name="Save this operating point with the run").count() == 1) == admin
+    assert (page.get_by_text("Saving the operating point needs the admin role").count() == 1) != admin
+
 
 def test_sign_out_closes_the_door_again(page, login_app):
     _sign_in(page, login_app, "boss@lab.org")

@@ -5,31 +5,27 @@ from __future__ import annotations
 import pytest
 
 from core import external, prediction_jobs, rundir
-from tests.browser.server import free_port, start_app, stop_app, wait_idle
+from tests.browser.server import running_app, wait_idle
 from tests.browser.test_train_browser import choose, fill
 from tests.conftest import EXTERNAL_CENTRE, TRAIN_CENTRES, train_centre_run
 
 pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
-def app_home(tmp_path_factory):
-    """A workspace of this module's own: its trained run must not change what the other browser
-    tests' shared app shows (a workspace with runs folds the Train page's "New run" form)."""
-    return tmp_path_factory.mktemp("lumen-home-predict")
-
-
-@pytest.fixture(scope="module")
-def app_url(app_home):
-    process, base_url = start_app(free_port(), app_home)
-    yield base_url
-    stop_app(process)
+def own_app(tmp_path_factory):
+    """The app on a workspace of this module's own (its home and URL): its trained run must not change
+    what the other browser tests' shared app shows (a workspace with runs folds the Train page's form)."""
+    home = tmp_path_factory.mktemp("lumen-home-predict")
+    with running_app(home) as base_url:
+        yield home, base_url
 
 
 GRID_TEXT_JS = """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')]
     .map(frame => frame.textContent).join('\\n')"""
 
 
-def test_two_centre_run_validated_on_the_third_with_per_centre_figures(page, app_url, app_home, tmp_path):
+def test_two_centre_run_validated_on_the_third_with_per_centre_figures(page, own_app, tmp_path):
+    app_home, app_url = own_app
     run_dir, every = train_centre_run(app_home, tmp_path / "csv")
     page.goto(f"{app_url}/predict")
     wait_idle(page)
