@@ -37,11 +37,12 @@ def study_table() -> None:
     """Pick a study (the newest unless another was picked) and show its table and its runs."""
     picked = st.selectbox("Study", study.list_studies(), format_func=_title, key=PICKER_KEY)
     states = study.states(picked)
-    st.caption(md(_progress_words(states)))
+    record = study.read_record(picked)
+    st.caption(md(f"{_progress_words(states)}. Every figure is from the {study.source_words(record)}."))
     table = _summary(str(picked), tuple(states.astype(str).items()))
-    st.dataframe(table, hide_index=True, width="stretch", key="train_study_table")
+    st.dataframe(table.drop(columns="from"), hide_index=True, width="stretch", key="train_study_table")
     with st.expander("The study's runs"):
-        runs = study.run_table(picked).drop(columns="path")
+        runs = study.run_table(picked).drop(columns=["path"] if record["folds"] > 1 else ["path", "fold"])
         st.dataframe(runs, hide_index=True, width="stretch",
                      column_config={"test AUC": st.column_config.NumberColumn(format="%.4f"),
                                     "test accuracy": st.column_config.NumberColumn(format="%.3f")})

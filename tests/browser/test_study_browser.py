@@ -28,6 +28,14 @@ def app_url(app_home):
     stop_app(process)
 
 
+#: generous: under load the run list's two-second poll leaves the page quiet only now and then
+IDLE_MS = 240_000
+
+
+def settle(page) -> None:
+    wait_idle(page, timeout_ms=IDLE_MS)
+
+
 def pick(page, label: str, *options: str) -> None:
     """Choose options of the multiselect whose label is `label`: type each, take the one match."""
     box = page.locator('[data-testid="stMultiSelect"]').filter(has_text=label).locator("input")
@@ -36,23 +44,23 @@ def pick(page, label: str, *options: str) -> None:
         box.press_sequentially(option)
         page.get_by_role("option", name=option, exact=True).wait_for()
         box.press("Enter")
-        wait_idle(page)
+        settle(page)
     page.keyboard.press("Escape")
-    wait_idle(page)
+    settle(page)
 
 
 def test_a_two_by_two_study_from_the_browser_fills_in_its_table(page, app_url, app_home, monkeypatch):
     page.goto(f"{app_url}/train")
-    wait_idle(page)
+    settle(page)
     page.locator('[data-testid="stRadio"]').get_by_text("a study").click()
-    wait_idle(page)
-    choose(page, "Image size (px)", "32")
-    fill(page, "Epochs", "1")
-    fill(page, "Batch size", "64")
+    settle(page)
+    choose(page, "Image size (px)", "32", IDLE_MS)
+    fill(page, "Epochs", "1", IDLE_MS)
+    fill(page, "Batch size", "64", IDLE_MS)
     pick(page, "Fields to vary", "Pad mode")
     pick(page, "Pad mode: values", "zero", "reflect")
-    fill(page, "Seeds", "2")
-    assert page.get_by_text("2 configurations × 2 runs = 4 runs").count() == 1
+    fill(page, "Seeds", "2", IDLE_MS)
+    page.get_by_text("2 configurations × 2 runs = 4 runs").wait_for(timeout=IDLE_MS)
     page.get_by_role("button", name="Launch study").click()
     page.get_by_text("Studies", exact=True).wait_for(timeout=60_000)
 
@@ -60,11 +68,11 @@ def test_a_two_by_two_study_from_the_browser_fills_in_its_table(page, app_url, a
     (study_dir,) = study.list_studies()
     assert len(study.read_record(study_dir)["runs"]) == 4
     page.get_by_text("4 runs: 4 finished").wait_for(timeout=900_000)  # the fragment polls the run folders
-    wait_idle(page)
+    settle(page)
     shown = page.evaluate(GRID_TEXT_JS)
     table = study.formatted(study.summary(study_dir))
     assert table["runs"].tolist() == ["2/2", "2/2"]
-    for value in [*table["test AUC (mean ± sd)"], *table["test accuracy (mean ± sd)"], *table["from"]]:
-        assert " ± " in value or "split" in value
-        assert value in shown
+    for value in [*table["test AUC (mean ± sd)"], *table["test accuracy (mean ± sd)"]]:
+        assert " ± " in value and value in shown
+    assert page.get_by_text("Every figure is from the test split; 2 seed(s), one split shared by all").count() == 1
     assert page.locator('[data-testid="stException"]').count() == 0

@@ -8,17 +8,17 @@ from tests.browser.server import wait_idle
 pytestmark = pytest.mark.browser
 
 
-def choose(page, label: str, option: str) -> None:
+def choose(page, label: str, option: str, idle_ms: int = 60_000) -> None:
     page.locator('[data-testid="stSelectbox"]').filter(has_text=label).click()
     page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page)
+    wait_idle(page, timeout_ms=idle_ms)
 
 
-def fill(page, label: str, value: str) -> None:
+def fill(page, label: str, value: str, idle_ms: int = 60_000) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(value)
     box.press("Enter")
-    wait_idle(page)
+    wait_idle(page, timeout_ms=idle_ms)
 
 
 def test_launch_close_reopen_finished(browser, app_url):
