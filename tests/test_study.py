@@ -71,6 +71,11 @@ def test_interval_is_the_t_interval_of_the_mean():
     assert np.isnan(study.interval(pd.Series([0.8]))[1])
 
 
+def test_interval_stays_within_what_a_proportion_can_be():
+    mean, _, low, high = study.interval(pd.Series([0.40, 0.97, 1.0]))  # the spread of three short runs
+    assert 0.0 <= low < mean < high == 1.0
+
+
 @pytest.mark.slow
 def test_a_study_from_the_command_line_gives_one_row_per_cell_with_mean_and_sd(tmp_path, cli):
     spec = tmp_path / "study.json"
