@@ -39,7 +39,7 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/make_demo.py
-	$(PY) scripts/make_demo_run.py
+	$(PY) -m scripts.make_demo_run
 
 # -m from the repository root: the script imports tests.browser.server.
 screenshots: $(STAMP)

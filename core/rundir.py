@@ -10,7 +10,8 @@ This module is the only place that knows a run's files::
     checkpoints/last.pt    model, optimiser, scheduler, epoch, config, classes, preprocessor
     checkpoints/best.pt    the same file as last.pt of the best epoch (linked, not saved twice)
     predictions.parquet    item_id, split, label, group, prob_<class> per class
-    predictions/<name>.parquet   prediction sets on other sources
+    predictions/<name>.parquet   prediction sets on other sources (image and source paths absolute, or
+                           relative to the repository: the embedded demo's set)
     predictions/<name>.job.json, predictions/<name>.log   the app's job that makes one: state, progress, output
     predictions/<name>.features.npy   the set's features (when the run stores its own), rows as in the set
     operating_point.json   the saved decision (positive class, threshold, temperature)
@@ -343,13 +344,19 @@ def list_prediction_sets(run_dir: Path) -> list[str]:
 
 
 def read_prediction_set(run_dir: Path, name: str) -> pd.DataFrame:
-    """A stored prediction set: the columns of predictions.parquet plus where each item came from."""
+    """A stored prediction set: the columns of predictions.parquet plus where each item came from
+    (paths made absolute, so a committed set works wherever the repository is cloned)."""
     path = prediction_set_path(run_dir, name)
     if not path.exists():
         have = list_prediction_sets(run_dir)
         raise FileNotFoundError(f"{Path(run_dir).name} has no prediction set '{name}'; "
                                 + (f"it has {', '.join(have)}." if have else "make one with `python -m core predict`."))
-    return pd.read_parquet(path)
+    table = pd.read_parquet(path)
+    for column in ("path", "source"):
+        if column in table:
+            table[column] = [str(workspace.PROJECT_ROOT / p) if isinstance(p, str) and p and not Path(p).is_absolute()
+                             else p for p in table[column]]
+    return table
 
 
 # ---------------------------------------------------------------- checkpoints

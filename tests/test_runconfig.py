@@ -118,16 +118,21 @@ def test_committed_configs_still_load(path):
     assert loaded["model"] == written["model"] and loaded["optimiser"]["lr"] == written["optimiser"]["lr"]
 
 
-def test_the_demo_run_config_is_the_full_config_less_the_fields_added_since():
+def test_the_demo_run_config_is_the_full_config_and_without_the_fields_added_since_still_loads(tmp_path):
     written = json.loads(DEMO_RUN_CONFIG.read_text())
-    loaded = load_config(DEMO_RUN_CONFIG)
+    assert load_config(DEMO_RUN_CONFIG) == written
+    older = json.loads(DEMO_RUN_CONFIG.read_text())  # as written before subsets, Nesterov and folds existed
+    del older["subset"], older["optimiser"]["nesterov"], older["split"]["folds"], older["split"]["fold"]
+    del older["split"]["reseed"]
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    loaded = load_config(tmp_path / "older.json")
     assert loaded.pop("subset") == {"fraction": None, "per_class": None, "seed": 0}  # the whole dataset
     assert loaded["optimiser"].pop("nesterov") is True  # older configs keep Nesterov SGD
     colour = {key: loaded["augment"].pop(key) for key in ("saturation", "hue")}
     assert colour == {"saturation": 0.0, "hue": 0.0}  # older configs jitter brightness and contrast only
     added = {key: loaded["split"].pop(key) for key in ("folds", "fold", "reseed")}
     assert added == {"folds": 1, "fold": None, "reseed": False}  # no cross-validation, one split for all repeats
-    assert loaded == written
+    assert loaded == older
 
 
 def test_a_config_written_before_normalize_existed_still_loads(tmp_path):
