@@ -34,8 +34,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.scan
 	$(PY) -m bench.threshold
-	$(PY) bench/train.py
-	$(PY) bench/cam.py
+	$(PY) -m bench.train
+	$(PY) -m bench.cam
 
 demo: $(STAMP)
 	$(PY) scripts/make_demo.py
