@@ -75,7 +75,7 @@ def show(run_dir: Path, name: str, key: str) -> None:
     negative = f"not {test.positive}" if len(classes) > 2 else next(c for c in classes if c != test.positive)
     for title, scored in (("Test split", test), (name, _scored(str(run_dir), name, stamp))):
         _figures(title, scored, negative, f"{key}_{title}")
-    st.markdown("**Metrics at the saved threshold** (95% intervals)")
+    st.markdown("**Metrics at this operating point** (95% intervals)")
     st.caption(metrics.INTERVALS_NOTE)
     table = metrics_table(reports)
     st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3)
