@@ -1,9 +1,10 @@
 """The typed run config: what it refuses, what it says, and that old configs still load."""
 import json
+import math
 
 import pytest
 
-from core import rundir
+from core import rundir, study
 from core.__main__ import main
 from core.preprocess import PAD_MODES
 from core.registry import DEMO_DATASETS
@@ -107,8 +108,11 @@ def test_cross_field_checks_keep_their_messages():
     assert config(model={"options": {"blocks": 3}}, preprocess={"size": 8})["preprocess"]["size"] == 8
 
 
-@pytest.mark.parametrize("path", [DEMO_RUN_CONFIG, *sorted((ROOT / "configs").glob("*.json"))],
-                         ids=lambda p: p.name)
+RUN_CONFIGS = [p for p in sorted((ROOT / "configs").glob("*.json")) if not p.name.startswith("study_")]
+STUDY_CONFIGS = sorted((ROOT / "configs").glob("study_*.json"))
+
+
+@pytest.mark.parametrize("path", [DEMO_RUN_CONFIG, *RUN_CONFIGS], ids=lambda p: p.name)
 def test_committed_configs_still_load(path):
     if "shared/data" in path.read_text() and not (ROOT.parent / "shared" / "data").exists():
         pytest.skip("the shared data set is not on this machine")
@@ -118,12 +122,21 @@ def test_committed_configs_still_load(path):
     assert loaded["model"] == written["model"] and loaded["optimiser"]["lr"] == written["optimiser"]["lr"]
 
 
+
+@pytest.mark.parametrize("path", STUDY_CONFIGS, ids=lambda p: p.name)
+def test_committed_study_configs_plan_every_cell(path):
+    if "shared/data" in path.read_text() and not (ROOT.parent / "shared" / "data").exists():
+        pytest.skip("the shared data set is not on this machine")
+    spec = study.load_spec(path)
+    cells = study.plan(spec)
+    assert len(cells) == math.prod(len(values) for values in spec.grid.values())
+
 def test_the_demo_run_config_is_the_full_config_and_without_the_fields_added_since_still_loads(tmp_path):
     written = json.loads(DEMO_RUN_CONFIG.read_text())
     assert load_config(DEMO_RUN_CONFIG) == written
-    older = json.loads(DEMO_RUN_CONFIG.read_text())  # as written before subsets, Nesterov and folds existed
+    older = json.loads(DEMO_RUN_CONFIG.read_text())  # as written before subsets, Nesterov, folds and hue existed
     del older["subset"], older["optimiser"]["nesterov"], older["split"]["folds"], older["split"]["fold"]
-    del older["split"]["reseed"]
+    del older["split"]["reseed"], older["augment"]["saturation"], older["augment"]["hue"]
     (tmp_path / "older.json").write_text(json.dumps(older))
     loaded = load_config(tmp_path / "older.json")
     assert loaded.pop("subset") == {"fraction": None, "per_class": None, "seed": 0}  # the whole dataset
