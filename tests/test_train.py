@@ -51,6 +51,18 @@ def test_tiny_run_writes_every_artifact(tmp_path):
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
+
+def test_a_run_whose_loss_becomes_nan_stops_as_failed_with_the_epoch_and_what_to_change(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = tiny_config(optimiser={"name": "sgd", "lr": 1e30}, epochs=3, batch_size=16)
+    assert train.run_safely(config, run_dir, False, lambda: False) == 1
+    status = rundir.read_status(run_dir)
+    assert status["state"] == "failed"
+    assert "training loss became" in status["message"] and "in epoch 1" in status["message"]
+    assert "optimiser.lr is 1e+30" in status["message"]
+    assert not rundir.predictions_path(run_dir).exists()  # no predictions from NaN weights
+
 def test_grouped_split_keeps_slides_apart(tmp_path):
     data = load_data(tiny_config())
     per_group = data.items.groupby("group")["split"].nunique()

@@ -130,12 +130,26 @@ def _train(session: Session, should_stop: Callable[[], bool]) -> bool:
         stats: dict[str, Any] = train_one_epoch(loop, session.optimiser, session.criterion,
                                                 epoch_order(loop, train_idx, epoch), session.gen, should_stop,
                                                 partial(on_batch, epoch=epoch))
+        _refuse_diverged(stats["train_loss"], epoch, config)
         stats.update(evaluate(loop, val_idx, session.criterion))
         stats.update(epoch=epoch, lr=session.optimiser.param_groups[0]["lr"], time=time.time())
         _end_epoch(session, stats)
         if distributed.agree(session.progress.since_best >= config["early_stopping"]["patience"], loop.world):
             return True
     return False
+
+
+class Diverged(RuntimeError):
+    """The training loss stopped being a number: every later epoch would train NaN weights and the
+    run would end "finished" with a meaningless best epoch."""
+
+
+def _refuse_diverged(train_loss: float, epoch: int, config: dict[str, Any]) -> None:
+    if not math.isfinite(train_loss):
+        optimiser = config["optimiser"]
+        raise Diverged(f"the training loss became {train_loss} in epoch {epoch}, so the run stopped: lower the "
+                       f"learning rate (optimiser.lr is {optimiser['lr']:g}), or the momentum for SGD, and start a "
+                       "new run; epochs before this one are kept")
 
 
 def _end_epoch(session: Session, stats: dict[str, Any]) -> None:
@@ -202,6 +216,8 @@ def failure_message(exc: BaseException) -> str:
         return "out of GPU memory: lower the batch size or the image size, then resume"
     if isinstance(exc, MemoryError):
         return "out of memory: lower the batch size or the image size, then resume"
+    if isinstance(exc, Diverged):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
