@@ -253,18 +253,27 @@ def _print_binary(report: dict[str, Any]) -> None:
           f"specificity {m['specificity']:.3f}, ROC AUC {report['roc_auc']:.4f}")
 
 
+def _report_or_exit(build: Callable[[], dict[str, Any]], as_json: bool) -> dict[str, Any] | int:
+    """build()'s report for the text output, or the exit code once its error (2) or, with --json,
+    the report itself (0) is printed."""
+    try:
+        report = build()
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    return report
+
+
 def _compare_command(args: argparse.Namespace) -> int:
     """Two runs on the same items: DeLong's test of the AUC difference, McNemar's at the saved points."""
     from core import paired
 
-    try:
-        report = paired.compare_runs(Path(args.run_a), Path(args.run_b), args.split)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
+    report = _report_or_exit(lambda: paired.compare_runs(Path(args.run_a), Path(args.run_b), args.split), args.json)
+    if isinstance(report, int):
+        return report
     d, m = report["delong"], report["mcnemar"]
     print(f"{report['split']} split: {report['n']} items, {report['positives']} {report['positive_class']}; "
           f"A = {report['runs']['a']}, B = {report['runs']['b']}")
@@ -281,14 +290,9 @@ def _baseline_command(args: argparse.Namespace) -> int:
     from core import baseline, paired, rundir
 
     run_dir = Path(args.run_dir)
-    try:
-        record = baseline.fit_baseline(run_dir, args.side or baseline.SIDE)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(record, indent=2))
-        return 0
+    record = _report_or_exit(lambda: baseline.fit_baseline(run_dir, args.side or baseline.SIDE), args.json)
+    if isinstance(record, int):
+        return record
     print(f"{record['model']}; C on validation: " + ", ".join(f"{row['C']:g} (AUC {row['val AUC']:.3f})"
                                                               for row in record["grid"]))
     for who, figures in (("baseline", record["baseline"]), (record["run"], record["run test"])):
