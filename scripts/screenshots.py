@@ -14,6 +14,7 @@ from core.registry import DEMO_DATASETS
 from tests.browser.server import (
     REPO_ROOT,
     VIEWPORT,
+    choose_option,
     launch_browser,
     nav_pages,
     open_page,
@@ -29,9 +30,8 @@ DATASET_FOR_PAGE = {"padding": "Demo: blood cells (BCCD crops)"}
 
 
 def pick_dataset(page, name: str) -> None:
-    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
-    page.get_by_role("option", name=name).click()
-    wait_idle(page)
+    choose_option(page, page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first, name,
+                  exact=False)
 
 
 def capture(base_url: str) -> list[Path]:

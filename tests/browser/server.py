@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -138,6 +140,25 @@ def wait_idle(page, timeout_ms: int = 60_000, settle_ms: int = 500) -> None:
         page.wait_for_timeout(settle_ms)
         if page.evaluate(IDLE_JS):
             return
+
+
+def choose_option(page, box, option: str, exact: bool = True, attempts: int = 5,
+                  idle_ms: int = 60_000) -> None:
+    """Open the select box `box` (a locator) and click `option`. A rerun that lands between the
+    two (a page's polling fragment, a finished background job) re-renders the box and closes its
+    list, so the list is reopened until the option shows, a few times at most."""
+    target = page.get_by_role("option", name=option, exact=exact)
+    for attempt in range(attempts):
+        box.click()
+        try:
+            target.click(timeout=10_000)
+            break
+        except PlaywrightTimeoutError:
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
+            wait_idle(page, timeout_ms=idle_ms)
+    wait_idle(page, timeout_ms=idle_ms)
 
 
 def nav_pages(page) -> list[tuple[str, str]]:

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from core import annotations, rundir
-from tests.browser.server import REPO_ROOT, nav_pages, open_page, wait_idle
+from tests.browser.server import REPO_ROOT, choose_option, nav_pages, open_page, wait_idle
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -74,9 +74,7 @@ def _click_isolated_point(page) -> None:
 def test_clicking_a_point_opens_the_image(page, app_url):
     page.goto(f"{app_url}/embeddings")
     wait_idle(page)
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Method").click()
-    page.get_by_role("option", name="PCA", exact=True).click()
-    wait_idle(page)
+    choose_option(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Method"), "PCA")
     _click_isolated_point(page)
     page.get_by_text("model input (padding visible)").wait_for(timeout=60_000)
     wait_idle(page)
@@ -102,9 +100,7 @@ def _sign_in_on_review(page, app_url, reader: str) -> None:
 def test_box_selection_tags_a_group_for_review(page, app_url, app_home):
     _sign_in_on_review(page, app_url, "Dr Lasso")
     open_page(page, dict(nav_pages(page))["embeddings"])  # in the same session: the name stays
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Method").click()
-    page.get_by_role("option", name="PCA", exact=True).click()
-    wait_idle(page)
+    choose_option(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Method"), "PCA")
     plot = page.locator(".js-plotly-plot").first
     plot.hover()
     plot.locator('[data-title="Box Select"]').click()

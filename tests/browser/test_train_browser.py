@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.server import wait_idle
+from tests.browser.server import choose_option, wait_idle
 
 pytestmark = pytest.mark.browser
 
 
 def choose(page, label: str, option: str, idle_ms: int = 60_000) -> None:
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page, timeout_ms=idle_ms)
+    choose_option(page, page.locator('[data-testid="stSelectbox"]').filter(has_text=label), option,
+                  idle_ms=idle_ms)
 
 
 def fill(page, label: str, value: str, idle_ms: int = 60_000) -> None:
