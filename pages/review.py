@@ -23,6 +23,7 @@ ensure_router()
 
 PAGE_SIZE = 24
 POSITION_KEY = "review_position"
+TAB_KEY = "rv_tab"
 
 
 @st.cache_resource
@@ -254,37 +255,44 @@ classes = rundir.classes_of(preds)
 queue = with_out_of_fold_rank(decisions(preds, run_dir), key)
 blind = st.sidebar.toggle("Blind mode", key="rv_blind", help="Hide the model's prediction and other readers' labels.")
 
-browse, agree, audit, export = st.tabs(["Browse and label", "Agreement", "Audit trail", "Export"])
-with browse:
-    mine = store.current(key, reader) if reader else pd.DataFrame(columns=["item_id", "label"])
-    everyone = store.current(key)
-    tagged = set(everyone.loc[everyone["status"] == "to review", "item_id"])
-    rows = _filters(queue, mine, reader, tagged, blind)
-    if rows.empty:
-        st.info("No item matches these filters.")
-    else:
-        _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind)
-        with st.expander(f"Gallery of the filtered items ({len(rows):,})"):
-            page = st.number_input("Page", 1, max(1, -(-len(rows) // PAGE_SIZE)), 1, key="rv_page")
-            chunk = rows.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-            shown = manifest.set_index("id").loc[chunk["item_id"]].reset_index().assign(
-                caption=[f"{o} {c:.2f}" if not blind else i.rsplit("/", 1)[-1]
-                         for o, c, i in zip(chunk["outcome"], chunk["confidence"], chunk["item_id"])])
-            image_grid(shown, columns=8, caption="caption")
-with agree:
-    if blind:
-        st.info("Blind mode hides the other readers' labels; turn it off to see agreement.")
-    else:
-        _agreement(store, key, queue, reader, role, classes)
-with audit:
-    trail = store.history(key)
-    if blind:
-        trail = trail[trail["reader"] == reader]
-        st.info("Blind mode: only your own changes are listed.")
-    st.caption(f"{len(trail):,} changes recorded; newest first. Notes are shown as plain text.")
-    st.dataframe(trail, hide_index=True, width="stretch", column_config={
-        "id": st.column_config.NumberColumn(width="small"),
-        "at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", width="medium"),
-        "item_id": st.column_config.TextColumn(width="large")})
-with export:
-    _export(store, key, manifest, items.name)
+# Only the open tab runs (Streamlit's stateful tabs): Next and a label rerun the item, not kappa,
+# the whole audit trail and the exports too.
+browse, agree, audit, export = st.tabs(["Browse and label", "Agreement", "Audit trail", "Export"], key=TAB_KEY,
+                                       on_change="rerun")
+if browse.open:
+    with browse:
+        mine = store.current(key, reader) if reader else pd.DataFrame(columns=["item_id", "label"])
+        everyone = store.current(key)
+        tagged = set(everyone.loc[everyone["status"] == "to review", "item_id"])
+        rows = _filters(queue, mine, reader, tagged, blind)
+        if rows.empty:
+            st.info("No item matches these filters.")
+        else:
+            _item_view(run_dir, store, key, rows, manifest, classes, reader, role, blind)
+            with st.expander(f"Gallery of the filtered items ({len(rows):,})"):
+                page = st.number_input("Page", 1, max(1, -(-len(rows) // PAGE_SIZE)), 1, key="rv_page")
+                chunk = rows.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+                shown = manifest.set_index("id").loc[chunk["item_id"]].reset_index().assign(
+                    caption=[f"{o} {c:.2f}" if not blind else i.rsplit("/", 1)[-1]
+                             for o, c, i in zip(chunk["outcome"], chunk["confidence"], chunk["item_id"])])
+                image_grid(shown, columns=8, caption="caption")
+if agree.open:
+    with agree:
+        if blind:
+            st.info("Blind mode hides the other readers' labels; turn it off to see agreement.")
+        else:
+            _agreement(store, key, queue, reader, role, classes)
+if audit.open:
+    with audit:
+        trail = store.history(key)
+        if blind:
+            trail = trail[trail["reader"] == reader]
+            st.info("Blind mode: only your own changes are listed.")
+        st.caption(f"{len(trail):,} changes recorded; newest first. Notes are shown as plain text.")
+        st.dataframe(trail, hide_index=True, width="stretch", column_config={
+            "id": st.column_config.NumberColumn(width="small"),
+            "at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", width="medium"),
+            "item_id": st.column_config.TextColumn(width="large")})
+if export.open:
+    with export:
+        _export(store, key, manifest, items.name)

@@ -68,9 +68,14 @@ def test_two_readers_agreement_and_corrected_labels(at, trained):
                        role="annotator")
     at.run()
     assert not at.exception
+    assert not any("kappa" in df.value.columns for df in at.dataframe)  # only the open tab runs
+    at.session_state["rv_tab"] = "Agreement"
+    at.run()
     kappa_table = next(df.value for df in at.dataframe if "kappa" in df.value.columns)
     pair = kappa_table[(kappa_table["a"] == "Dr A") & (kappa_table["b"] == "Dr B")]
     assert len(pair) == 1 and pair["n"].iloc[0] == 6
+    at.session_state["rv_tab"] = "Export"
+    at.run()
     at.button(key="rv_corrected").click().run()
     assert not at.exception, [e.value for e in at.exception]
     name = "glomeruli demo (corrected)"
@@ -104,7 +109,9 @@ def test_blind_mode_hides_other_readers_in_the_audit_trail(at, trained):
     store.annotate(dataset, item, "Dr Other", label="GS", classes=["GS", "nonGS"], role="annotator")
     store.annotate(dataset, item, "Dr Me", label="nonGS", classes=["GS", "nonGS"], role="annotator")
     at.sidebar.text_input(key="reader_name").input("Dr Me")
-    at.sidebar.toggle(key="rv_blind").set_value(True).run()
+    at.sidebar.toggle(key="rv_blind").set_value(True)
+    at.session_state["rv_tab"] = "Audit trail"
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
     trails = [df.value for df in at.dataframe if "reader" in df.value.columns and "new_value" in df.value.columns]
     assert trails and all(set(t["reader"]) <= {"Dr Me"} for t in trails)
