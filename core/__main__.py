@@ -123,16 +123,17 @@ def _resumed_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def _train_one(config: dict[str, Any], run_dir: Path, resume: bool, stop: threading.Event) -> int:
     """One run in this process, its log lines also in the run's log.txt."""
-    from core import train  # torch is imported only for this command
+    from core import runlog
 
-    with train.logged_to_file(run_dir):
+    with runlog.logged_to_file(run_dir):
         return _queued_run(config, run_dir, resume, stop)
 
 
 def _queued_run(config: dict[str, Any], run_dir: Path, resume: bool, stop: threading.Event) -> int:
-    """One run behind the device's queue (torchrun's launcher owns the devices itself)."""
-    from core import rundir, runs, train
-    from core.train.optim import select_device
+    """One run behind the device's queue (torchrun's launcher owns the devices itself). Torch is
+    imported only once the run is first in line for its device setting: a study's waiting runs are
+    small processes, not one loaded torch each."""
+    from core import rundir, runs
 
     lead = int(os.environ.get("RANK", "0")) == 0
     try:
@@ -149,12 +150,17 @@ def _queued_run(config: dict[str, Any], run_dir: Path, resume: bool, stop: threa
         rundir.write_status(run_dir, state="cancelled", message="cancelled while queued")
         return 0
     if "LOCAL_RANK" in os.environ:  # torchrun (SLURM too), even with one process: the launcher owns the devices
+        from core import train
         return train.run_safely(config, run_dir, resume, stop.is_set)
-    device = str(select_device(config["device"]))
     try:
-        with runs.device_slot(device, lambda: rundir.write_status(
-                run_dir, message=f"queued: another run is using {device}"), stop.is_set):
-            return train.run_safely(config, run_dir, resume, stop.is_set)
+        with runs.device_slot(f"queue-{config['device']}", lambda: rundir.write_status(
+                run_dir, message=f"queued: another run has device '{config['device']}'"), stop.is_set):
+            from core import train  # torch, and the device it resolves to ("auto": a GPU when there is one)
+            from core.train.optim import select_device
+            device = str(select_device(config["device"]))
+            with runs.device_slot(device, lambda: rundir.write_status(
+                    run_dir, message=f"queued: another run is using {device}"), stop.is_set):
+                return train.run_safely(config, run_dir, resume, stop.is_set)
     except InterruptedError:
         rundir.write_status(run_dir, state="cancelled", message="cancelled while queued")
         return 0

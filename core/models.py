@@ -24,7 +24,7 @@ import torchvision
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from core.runconfig import LogisticOptions, ModelOptions, SimpleCnnOptions, model_options
+from core.model_catalogue import CATALOGUE, min_input_size, typed_options
 
 __all__ = [
     "MODELS", "ModelSpec", "build_model", "set_train_mode", "feature_layer", "features",
@@ -115,13 +115,11 @@ class ModelSpec:
     cam: str | None  # Grad-CAM target layer; None where the model has no spatial feature map
     first_conv: str | None  # adapted for grey input; None where in_channels is built in directly
     weights: str | None = None  # torchvision weights enum, only to learn the file name of its .url
-    options: type[ModelOptions] = ModelOptions  # accepted options, their types, bounds and defaults
-    min_size: Callable[[dict[str, Any]], int] = lambda options: 32  # smallest input side (px) that runs
 
     @property
     def defaults(self) -> dict[str, Any]:
-        """The options a model is built with when none are given."""
-        return self.options().model_dump()
+        """The options a model is built with when none are given (core.model_catalogue's)."""
+        return CATALOGUE[self.name].defaults
 
     @property
     def from_scratch(self) -> bool:
@@ -132,13 +130,11 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
     ModelSpec("logistic", "Logistic regression",
               "Linear model on 16x16 downsampled pixels: the baseline any network must beat.",
-              builder=_logistic, head="head", feature="flatten", cam=None, options=LogisticOptions,
-              min_size=lambda options: 1, pretrainable=False, first_conv=None),
+              builder=_logistic, head="head", feature="flatten", cam=None, pretrainable=False, first_conv=None),
     ModelSpec("simple_cnn", "Simple CNN",
               "A few conv blocks trained from scratch: fast on CPU, good for small crops.",
               builder=_simple_cnn, head="head", feature="flatten", cam="features.-1.relu",
-              options=SimpleCnnOptions,
-              min_size=lambda options: 2 ** options["blocks"], pretrainable=False, first_conv=None),
+              pretrainable=False, first_conv=None),
     ModelSpec("resnet18", "ResNet18",
               "18-layer residual network: the usual first choice for fine-tuning.", pretrainable=True,
               builder=_torchvision("resnet18"), head="fc", feature="avgpool", cam="layer4.-1",
@@ -168,18 +164,6 @@ def _spec(name: str) -> ModelSpec:
     if name not in MODELS:
         raise ValueError(f"Unknown model '{name}': use one of {', '.join(MODELS)}.")
     return MODELS[name]
-
-
-def _options(spec: ModelSpec, options: dict[str, Any] | None) -> dict[str, Any]:
-    """The model's defaults overlaid by the user's options, typed and bounded by spec.options;
-    unknown keys are refused (ConfigError, a ValueError) so typos do not vanish."""
-    return model_options(spec.options, options)
-
-
-def min_input_size(name: str, options: dict[str, Any] | None = None) -> int:
-    """Smallest image side the model runs on (each pooling halves it), for the UI to check early."""
-    spec = _spec(name)
-    return spec.min_size(_options(spec, options))
 
 
 # ---------------------------------------------------------------- finding parts by path
@@ -348,7 +332,7 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, freeze: bool 
         raise ValueError(f"num_classes must be a whole number above 0, not {num_classes!r}.")
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
         raise ValueError(f"in_channels must be a whole number above 0, not {in_channels!r}.")
-    model = spec.builder(num_classes, in_channels, _options(spec, options))
+    model = spec.builder(num_classes, in_channels, typed_options(spec.name, options))
     _adapt_first_conv(model, spec, in_channels)
 
     path, message = _initial_weights(spec, pretrained)

@@ -82,7 +82,7 @@ class Augment(_Part):
 
 
 class Model(_Part):
-    name: str = "simple_cnn"  # checked against core.models.MODELS, which imports torch
+    name: str = "simple_cnn"  # checked against core.model_catalogue, which imports this module
     freeze: bool = False
     pretrained: str = "auto"  # "auto", "none" or the path of a .pth state dict
     options: dict[str, Any] = Field(default_factory=dict)  # typed by the model's ModelOptions, replaced whole
@@ -129,7 +129,7 @@ class RunConfig(_Part):
 
 
 class ModelOptions(_Part):
-    """The options a model's builder takes (core.models.ModelSpec.options); torchvision's take none."""
+    """The options a model's builder takes (core.model_catalogue.ModelEntry.options); torchvision's take none."""
 
 
 class LogisticOptions(ModelOptions):
@@ -288,7 +288,7 @@ def dataset_spec(config: Mapping[str, Any]) -> SourceSpec:
 def _check(run: RunConfig) -> None:
     """What no single field can say: the dataset is there, the model exists, takes its options
     and fits the image size, and the ratios make a split."""
-    from core.models import MODELS, min_input_size  # models import torch; importing the config does not
+    from core.model_catalogue import CATALOGUE, min_input_size  # it imports the options classes here
 
     _require(bool(run.dataset.source.get("path")), "dataset.source.path is missing: choose a dataset.")
     path = _source_spec(run.dataset.source).path
@@ -297,7 +297,7 @@ def _check(run: RunConfig) -> None:
     _require(len(ratios) == 3 and min(ratios) >= 0 and ratios[0] > 0,
              "split.ratios must be three non-negative shares (train, val, test) with train above 0.")
     model = run.model.name
-    _require(model in MODELS, f"Unknown model '{model}': use one of {', '.join(MODELS)}.")
+    _require(model in CATALOGUE, f"Unknown model '{model}': use one of {', '.join(CATALOGUE)}.")
     folds, fold = run.split.folds, run.split.fold
     _require(fold is None or fold < folds, f"split.fold must be below split.folds ({folds}), not {fold}.")
     _require(run.repeats * (folds if fold is None else 1) <= MAX_RUNS,

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -65,3 +66,23 @@ def test_torchrun_needs_one_named_run_directory(tmp_path, monkeypatch, capsys):
     assert main(["train", "--config", str(config)]) == 2
     assert "pass --run-dir" in capsys.readouterr().err
     assert not any(rundir.runs_root().iterdir())
+
+
+@pytest.mark.slow
+def test_a_queued_run_waits_without_torch_then_trains(tmp_path):
+    """A study queues its runs as processes; one waiting for the device must not hold a loaded torch
+    (about 800 MB each), and must train once the run before it lets go."""
+    config, run_dir = tmp_path / "config.json", tmp_path / "run"
+    config.write_text(json.dumps(tiny_config(epochs=1, device="cpu")))
+    with runs.device_slot("queue-cpu", on_wait=lambda: None, should_stop=lambda: False):  # the run before it
+        process = subprocess.Popen([sys.executable, "-m", "core", "train", "--config", str(config),
+                                    "--run-dir", str(run_dir)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        deadline = time.monotonic() + 180
+        while "another run has device" not in rundir.read_status(run_dir).get("message", ""):
+            assert process.poll() is None and time.monotonic() < deadline, rundir.read_status(run_dir)
+            time.sleep(0.2)
+        loaded = Path(f"/proc/{process.pid}/maps").read_text()
+        assert "libtorch" not in loaded and "libc10" not in loaded
+    assert process.wait(timeout=300) == 0
+    assert rundir.read_status(run_dir)["state"] == "finished"

@@ -14,6 +14,7 @@ import torchvision
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from core.model_catalogue import CATALOGUE
 from core.models import (
     MODELS,
     build_model,
@@ -375,3 +376,8 @@ def test_features_do_not_leave_hooks_behind(built):
     model, _ = built("resnet18", 2, 3, False)
     features(model, "resnet18", batch(3, 32))
     assert not feature_layer(model, "resnet18")._forward_hooks
+
+
+def test_the_torch_free_catalogue_names_every_model():
+    """core.model_catalogue validates configs without torch; it must know exactly the models built here."""
+    assert list(CATALOGUE) == list(MODELS)

@@ -11,6 +11,6 @@
 Only `python -m core train`, the benchmarks and tests import the trainer; analysis code loads a
 finished run through `core.runmodel`.
 """
-from core.train.runner import logged_to_file, run, run_safely
+from core.train.runner import run, run_safely
 
-__all__ = ["logged_to_file", "run", "run_safely"]
+__all__ = ["run", "run_safely"]
