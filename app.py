@@ -10,7 +10,6 @@ from ui.identity import must_sign_in, reader_sidebar, serving_refusal, sign_in_s
 from ui.state import dataset_picker
 
 st.set_page_config(page_title="Lumen", page_icon="assets/logo.png", layout="wide")
-warm_up_umap()  # from the first visit to any page: by the time someone opens Embeddings, UMAP is compiled
 refused = serving_refusal()
 locked = refused is not None or must_sign_in()
 
@@ -46,4 +45,10 @@ if locked:
     st.stop()
 dataset_picker()
 reader_sidebar()
-pages.run()
+try:
+    pages.run()
+finally:
+    # After the first page has run, not before: the compile takes 40 s of CPU, and a first visit
+    # to the Dataset page of a large folder needs the CPU for its scan. By the time someone opens
+    # Embeddings, UMAP is compiled.
+    warm_up_umap()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,8 @@ METHODS = ("pca", "umap", "tsne")
 DEFAULT_PARAMS: dict[str, dict[str, float]] = {
     "pca": {}, "umap": {"n_neighbors": 15, "min_dist": 0.1}, "tsne": {"perplexity": 30.0}}
 UMAP_EXACT_BELOW = 4096  # umap-learn's switch from exact neighbours to NN-descent (umap_.py)
+#: The warm-up thread's niceness (Linux): the compile runs on what CPU the pages leave.
+WARM_UP_NICENESS = 19
 _warm = threading.Event()
 _warm_started = threading.Event()
 
@@ -161,6 +164,14 @@ class NeighbourIndex:
         return self._frame.iloc[order].assign(distance=distance[order]).reset_index(drop=True)
 
 
+def yield_cpu_to_pages() -> None:
+    """Make the calling thread nice (Linux gives each thread its own niceness), so a background
+    compile runs on the CPU that page runs leave: on 2 cores it made a second visit to the Dataset
+    page of 100,000 images 2.7 s instead of 3.5 s. Elsewhere a thread id is no process id: nothing."""
+    if sys.platform.startswith("linux"):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WARM_UP_NICENESS)
+
+
 def warm_up_umap() -> threading.Event:
     """Compile UMAP's numba code in a background thread, once per process (the app starts it with
     the server), so the first real UMAP a user asks for does not pay the compile. Both of
@@ -170,6 +181,7 @@ def warm_up_umap() -> threading.Event:
         _warm_started.set()
 
         def work() -> None:
+            yield_cpu_to_pages()
             rng = np.random.default_rng(0)
             for n in (64, UMAP_EXACT_BELOW + 64):
                 reduce(rng.normal(size=(n, 8)).astype(np.float32), "umap", {"n_neighbors": 5})

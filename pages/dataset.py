@@ -106,7 +106,14 @@ def _grouped_key(name: str) -> str:
     return f"split_grouped_{name}"  # per dataset: its default follows the dataset's groups
 
 
-def _split_controls(manifest, name: str, spec: SourceSpec):
+#: The split controls' keys and defaults: the widgets show them on the first tab, and every tab that
+#: needs the split reads them, so the split is the same whichever tab is open.
+SPLIT_DEFAULTS = {"split_train": 80, "split_val": 10, "split_test": 10, "split_seed": 0}
+
+
+def _split_controls(manifest, name: str, spec: SourceSpec) -> None:
+    """The split's percentages, seed and grouping. They are kept while another tab or page is open
+    (persist_state), and the Train page starts from them."""
     with st.container(border=True):
         st.subheader("Split")
         _suggest_groups(manifest, name, spec)
@@ -114,20 +121,28 @@ def _split_controls(manifest, name: str, spec: SourceSpec):
         if predefined:
             st.caption(f"{predefined:,} items come with a predefined split, which is kept.")
         cols = st.columns([1, 1, 1, 1, 2])
-        train = cols[0].number_input("Train %", 0, 100, 80, step=5, key="split_train")
-        val = cols[1].number_input("Val %", 0, 100, 10, step=5, key="split_val")
-        test = cols[2].number_input("Test %", 0, 100, 10, step=5, key="split_test")
-        seed = cols[3].number_input("Seed", 0, 10**6, 0, key="split_seed")
+        for col, (key, label) in zip(cols, (("split_train", "Train %"), ("split_val", "Val %"),
+                                            ("split_test", "Test %"))):
+            col.number_input(label, 0, 100, SPLIT_DEFAULTS[key], step=5, key=key, persist_state="session")
+        cols[3].number_input("Seed", 0, 10**6, SPLIT_DEFAULTS["split_seed"], key="split_seed",
+                             persist_state="session")
         has_groups = manifest["group"].notna().any()
-        grouped = cols[4].toggle("Keep groups in one split", value=bool(has_groups),
-                                 disabled=not has_groups, key=_grouped_key(name),
-                                 help="Each group (slide, patient, smear) goes wholly to one split, so none leaks."
-                                 if has_groups else "This dataset has no group column.")
-        if train + val + test == 0:
-            st.error("The three percentages add up to zero: give at least one split a share.")
-            return None
-        return assign_splits(manifest, ratios=(train, val, test), seed=int(seed),
-                             group_column="group" if grouped else None)
+        cols[4].toggle("Keep groups in one split", value=bool(has_groups), disabled=not has_groups,
+                       key=_grouped_key(name), persist_state="session",
+                       help="Each group (slide, patient, smear) goes wholly to one split, so none leaks."
+                       if has_groups else "This dataset has no group column.")
+
+
+def _chosen_split(manifest, name: str):
+    """The split the controls describe (their defaults before they were first shown), or None when
+    its three shares add up to zero."""
+    chosen = {key: int(st.session_state.get(key, default)) for key, default in SPLIT_DEFAULTS.items()}
+    grouped = bool(st.session_state.get(_grouped_key(name), manifest["group"].notna().any()))
+    ratios = (chosen["split_train"], chosen["split_val"], chosen["split_test"])
+    if sum(ratios) == 0:
+        return None
+    return assign_splits(manifest, ratios=ratios, seed=chosen["split_seed"],
+                         group_column="group" if grouped else None)
 
 
 def _class_counts(manifest, split) -> None:
@@ -241,16 +256,26 @@ if st.sidebar.button("Rescan files", help="Read the folder again (new, changed o
     verify_jobs.forget(spec)
     st.rerun()
 
+# Only the open tab runs (Streamlit's stateful tabs): a split change does not redraw the size
+# histograms, the samples and the duplicates of 100,000 images.
 overview, sizes, samples, problems = st.tabs(["Classes and splits", "Image sizes", "Samples",
-                                              "Problems and duplicates"])
-with overview:
-    split = _split_controls(manifest, name, spec)
-    if split is not None:
-        _class_counts(manifest, split)
-        _leakage(manifest, split)
-with sizes:
-    _size_histograms(manifest)
-with samples:
-    _samples(manifest)
-with problems:
-    _problems_and_duplicates(manifest, summary, manifest["split"] if split is None else split)
+                                              "Problems and duplicates"], key="ds_tab", on_change="rerun")
+if overview.open:
+    with overview:
+        _split_controls(manifest, name, spec)
+        split = _chosen_split(manifest, name)
+        if split is None:
+            st.error("The three percentages add up to zero: give at least one split a share.")
+        else:
+            _class_counts(manifest, split)
+            _leakage(manifest, split)
+if sizes.open:
+    with sizes:
+        _size_histograms(manifest)
+if samples.open:
+    with samples:
+        _samples(manifest)
+if problems.open:
+    with problems:
+        split = _chosen_split(manifest, name)
+        _problems_and_duplicates(manifest, summary, manifest["split"] if split is None else split)

@@ -47,6 +47,17 @@ def test_zero_ratios_are_refused_with_a_message():
     assert any("add up to zero" in e.value for e in at.error)
 
 
+def test_the_split_is_kept_while_another_tab_is_open():
+    at = open_app()
+    at.number_input(key="split_seed").set_value(7).run()
+    at.session_state["ds_tab"] = "Image sizes"
+    at.run()
+    assert not at.number_input  # the split controls' tab did not run
+    at.session_state["ds_tab"] = "Classes and splits"
+    at.run()
+    assert at.number_input(key="split_seed").value == 7
+
+
 def test_switching_to_the_blood_demo():
     at = open_app()
     at.sidebar.selectbox(key="dataset").select(list(registry.DEMO_DATASETS)[1]).run()
@@ -241,6 +252,10 @@ def test_duplicates_show_each_copys_split_and_blank_cells(tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     manifest = scan(SourceSpec(str(tmp_path)))
     drawn = dict(zip(manifest["id"], assign_splits(manifest, ratios=(80, 10, 10), seed=0, group_column=None)))
+    assert not any("copies" in frame.value.columns for frame in at.dataframe)  # only the open tab runs
+    at.session_state["ds_tab"] = "Problems and duplicates"
+    at.run()
+    assert not any("Items per class" in str(chart.proto.spec) for chart in at.get("plotly_chart"))
     dups = table_with(at, "copies")
     assert dict(zip(dups["id"], dups["split"])) == {i: drawn[i] for i in (f"GS/{images[0].name}", "nonGS/copy.jpg")}
     assert (dups["group"] == "").all()  # no group: a blank cell, not "None"

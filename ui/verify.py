@@ -36,6 +36,7 @@ def _progress(spec: SourceSpec) -> None:
     if job.get("state") not in rundir.ACTIVE:
         st.rerun(scope="app")  # the fact cache now carries the decode results
     done, total = int(job.get("done") or 0), int(job.get("total") or 0)
+    counted = f"{done:,} of {total:,}" if total else "starting"  # the job counts its files first
     st.progress(done / total if total else 0.0,
-                text=f"Verifying every image by decoding it, in the background: {done:,} of {total:,} "
+                text=f"Verifying every image by decoding it, in the background: {counted} "
                      "(headers are shown meanwhile)")
