@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.embeddings import warm_up_umap
+from core import layout_worker
 from ui.identity import must_sign_in, reader_sidebar, serving_refusal, sign_in_screen
 from ui.state import dataset_picker
 
 st.set_page_config(page_title="Lumen", page_icon="assets/logo.png", layout="wide")
+layout_worker.warm_up()  # UMAP compiles in its own process: by the time someone opens Embeddings, it is done
 refused = serving_refusal()
 locked = refused is not None or must_sign_in()
 
@@ -45,10 +46,4 @@ if locked:
     st.stop()
 dataset_picker()
 reader_sidebar()
-try:
-    pages.run()
-finally:
-    # After the first page has run, not before: the compile takes 40 s of CPU, and a first visit
-    # to the Dataset page of a large folder needs the CPU for its scan. By the time someone opens
-    # Embeddings, UMAP is compiled.
-    warm_up_umap()
+pages.run()

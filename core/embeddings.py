@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,10 +26,6 @@ METHODS = ("pca", "umap", "tsne")
 DEFAULT_PARAMS: dict[str, dict[str, float]] = {
     "pca": {}, "umap": {"n_neighbors": 15, "min_dist": 0.1}, "tsne": {"perplexity": 30.0}}
 UMAP_EXACT_BELOW = 4096  # umap-learn's switch from exact neighbours to NN-descent (umap_.py)
-#: The warm-up thread's niceness (Linux): the compile runs on what CPU the pages leave.
-WARM_UP_NICENESS = 19
-_warm = threading.Event()
-_warm_started = threading.Event()
 
 
 def features_cached(run_dir: Path) -> bool:
@@ -121,8 +115,10 @@ def reduce(features: np.ndarray, method: str, params: dict[str, float] | None = 
 
 
 def layout(run_dir: Path, method: str, splits: tuple[str, ...], params: dict[str, float] | None = None,
-           seed: int = 0, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-    """item_id, split, label, group, x, y for the chosen splits; computed once, then read from the run."""
+           seed: int = 0, progress: Callable[[int, int], None] | None = None,
+           reducer: Callable[..., np.ndarray] = reduce) -> pd.DataFrame:
+    """item_id, split, label, group, x, y for the chosen splits; computed once (by `reducer`: the app
+    passes its layout worker's), then read from the run."""
     frame = load_features(run_dir, progress)
     chosen = frame["split"].isin(splits).to_numpy()
     rows = frame[chosen].reset_index(drop=True)
@@ -131,7 +127,7 @@ def layout(run_dir: Path, method: str, splits: tuple[str, ...], params: dict[str
     if path.exists():
         xy = np.load(path)
     else:
-        xy = reduce(frame.attrs["features"][chosen], method, params, seed).astype(np.float32)  # as stored
+        xy = reducer(frame.attrs["features"][chosen], method, params, seed).astype(np.float32)  # as stored
         workspace.atomic_write(path, lambda handle: np.save(handle, xy))
     laid_out = rows.assign(x=xy[:, 0], y=xy[:, 1])
     laid_out.attrs = {}  # the features stay with the feature table: a layout is cached and copied per page run
@@ -164,31 +160,13 @@ class NeighbourIndex:
         return self._frame.iloc[order].assign(distance=distance[order]).reset_index(drop=True)
 
 
-def yield_cpu_to_pages() -> None:
-    """Make the calling thread nice (Linux gives each thread its own niceness), so a background
-    compile runs on the CPU that page runs leave: on 2 cores it made a second visit to the Dataset
-    page of 100,000 images 2.7 s instead of 3.5 s. Elsewhere a thread id is no process id: nothing."""
-    if sys.platform.startswith("linux"):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WARM_UP_NICENESS)
-
-
-def warm_up_umap() -> threading.Event:
-    """Compile UMAP's numba code in a background thread, once per process (the app starts it with
-    the server), so the first real UMAP a user asks for does not pay the compile. Both of
-    umap-learn's code paths are compiled: exact neighbours below UMAP_EXACT_BELOW points, and
-    NN-descent from there up, which every dataset of real size takes."""
-    if not _warm_started.is_set():
-        _warm_started.set()
-
-        def work() -> None:
-            yield_cpu_to_pages()
-            rng = np.random.default_rng(0)
-            for n in (64, UMAP_EXACT_BELOW + 64):
-                reduce(rng.normal(size=(n, 8)).astype(np.float32), "umap", {"n_neighbors": 5})
-            _warm.set()
-
-        threading.Thread(target=work, name="umap warm-up", daemon=True).start()
-    return _warm
+def compile_umap() -> None:
+    """Compile UMAP's numba code, both of umap-learn's paths: exact neighbours below
+    UMAP_EXACT_BELOW points, and NN-descent from there up, which every dataset of real size takes.
+    The app has its layout worker do this as it starts (core.layout_worker)."""
+    rng = np.random.default_rng(0)
+    for n in (64, UMAP_EXACT_BELOW + 64):
+        reduce(rng.normal(size=(n, 8)).astype(np.float32), "umap", {"n_neighbors": 5})
 
 
 def backbone_features(spec: SourceSpec, model_name: str = "resnet18", size: int = 64,

@@ -9,7 +9,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import annotations, embeddings, roles, rundir
+from core import annotations, embeddings, layout_worker, roles, rundir
 from core.review import annotation_key
 from core.sources import SourceSpec
 from ui.gallery import image_grid
@@ -32,7 +32,7 @@ NEAR_DUPLICATE = 0.002  # cosine distance under which two crops are treated as t
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _layout(run: str, stamp: int, method: str, splits: tuple, params: tuple, seed: int) -> pd.DataFrame:
-    return embeddings.layout(Path(run), method, splits, dict(params), seed)
+    return embeddings.layout(Path(run), method, splits, dict(params), seed, reducer=layout_worker.reduce)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -121,7 +121,7 @@ def _neighbours(run_dir, item_id: str, split: str, manifest: pd.DataFrame) -> No
 @st.cache_data(max_entries=8, show_spinner="Features of an untrained backbone (once per dataset and model)…")
 def _backbone_layout(spec_json: tuple, model: str, size: int, method: str, params: tuple, seed: int) -> pd.DataFrame:
     frame = embeddings.backbone_features(SourceSpec.from_dict(dict(spec_json)), model, size)
-    xy = embeddings.reduce(frame.attrs["features"], method, dict(params), seed)
+    xy = layout_worker.reduce(frame.attrs["features"], method, dict(params), seed)
     return frame.assign(x=xy[:, 0], y=xy[:, 1])
 
 
@@ -167,7 +167,7 @@ if st.radio("Features of", ["a trained run", "an untrained backbone (no run need
 run_dir = pick_run()
 if run_dir is None:
     st.stop()
-warm = embeddings.warm_up_umap()
+warm = layout_worker.warm_up()
 preds = predictions(run_dir)
 classes = rundir.classes_of(preds)
 stamp = checkpoint_stamp(run_dir)
@@ -190,7 +190,7 @@ panels = [("train",), ("test",)] if side_by_side and "test" in splits_present el
     "Splits", splits_present, default=splits_present, key="emb_splits")) or tuple(splits_present)]
 
 notice = st.empty()  # cleared once the plots are drawn: by then the wait it explains is over
-if method == "umap" and not warm.is_set():
+if method == "umap" and not warm.compiled():
     notice.caption("UMAP is compiling in the background (once per server start); layouts already computed "
                    "for this run show at once.")
 manifest = run_manifest_or_stop(run_dir, preds)

@@ -273,9 +273,10 @@ def operating_point() -> None:
         "scores": figs.distributions(shapes["hist"], threshold, positive),
     }
     st.markdown(f"**{SPLIT_NAMES[tune].capitalize()} split** ({curve.n:,} items, {curve.n_pos:,} {md(positive)})")
-    top = st.columns(4)
-    for col, name in zip(top, figures):
-        col.plotly_chart(figures[name], width="stretch", key=f"fig_{name}")
+    top = st.columns([1, 3])
+    top[0].plotly_chart(figures["confusion"], width="stretch", key="fig_confusion")
+    top[1].plotly_chart(figs.side_by_side([figures["roc"], figures["pr"], figures["scores"]]), width="stretch",
+                        key="fig_curves")
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Metrics at this threshold** (95% intervals)")
@@ -300,8 +301,11 @@ def operating_point() -> None:
                            lambda: _report_zip(run_dir.name, point, reports, figures),
                            file_name=f"{run_dir.name}-threshold-report.zip", mime="application/zip",
                            icon=":material/download:")
-    with st.expander("From numbers to images", expanded=False):
-        _cell_gallery(run_dir, *_scores(str(run_dir), mtime, positive, tune, temperature), threshold, tune)
+    # Its images are fetched and sent only while it is open, not on every move of a closed expander.
+    gallery = st.expander("From numbers to images", expanded=False, key="thr_gallery", on_change="rerun")
+    if gallery.open:
+        with gallery:
+            _cell_gallery(run_dir, *_scores(str(run_dir), mtime, positive, tune, temperature), threshold, tune)
 
 
 operating_point()

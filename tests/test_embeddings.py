@@ -1,8 +1,4 @@
 """Features and 2-D layouts of a real tiny run: shapes, caching in the run directory, neighbours."""
-import os
-import sys
-import threading
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -60,27 +56,6 @@ def test_nearest_neighbours_find_an_exact_copy_first(run_dir):
     assert near["item_id"].iloc[0] == frame["item_id"].iloc[5]
     assert near["distance"].iloc[0] == pytest.approx(0, abs=1e-6)
     assert (np.diff(near["distance"]) >= 0).all()
-
-
-@pytest.mark.slow
-def test_umap_warm_up_finishes_in_the_background():
-    assert embeddings.warm_up_umap().wait(timeout=180)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
-def test_the_warm_up_thread_alone_yields_the_cpu():
-    seen = {}
-
-    def thread() -> None:
-        embeddings.yield_cpu_to_pages()
-        seen["thread"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    worker = threading.Thread(target=thread)
-    worker.start()
-    worker.join()
-    assert seen["thread"] == embeddings.WARM_UP_NICENESS
-    assert os.getpriority(os.PRIO_PROCESS, 0) == before  # the server's own threads keep theirs
 
 
 def test_embed_cli_writes_a_layout(run_dir, tmp_path, cli):

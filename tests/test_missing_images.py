@@ -37,6 +37,9 @@ def test_run_pages_explain_missing_images(home_with_vanished_images, monkeypatch
 def test_threshold_numbers_stay_without_images(home_with_vanished_images, monkeypatch):
     at = open_page("pages/threshold.py", home_with_vanished_images, monkeypatch, "tiny")
     assert not at.error and at.get("plotly_chart")
+    assert not any(radio.key == "thr_cell" for radio in at.radio)  # the closed gallery does not run
+    at.session_state["thr_gallery"] = True
+    at.run()
     at.radio(key="thr_cell").set_value("TN").run()  # the gallery of a matrix cell needs the images
     assert not at.exception, [e.value for e in at.exception]
     assert any("cannot be read" in w.value for w in at.warning)
