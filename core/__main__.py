@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -153,14 +154,17 @@ def _queued_run(config: dict[str, Any], run_dir: Path, resume: bool, stop: threa
         from core import train
         return train.run_safely(config, run_dir, resume, stop.is_set)
     try:
-        with runs.device_slot(f"queue-{config['device']}", lambda: rundir.write_status(
-                run_dir, message=f"queued: another run has device '{config['device']}'"), stop.is_set):
-            from core import train  # torch, and the device it resolves to ("auto": a GPU when there is one)
-            from core.train.optim import select_device
-            device = str(select_device(config["device"]))
-            with runs.device_slot(device, lambda: rundir.write_status(
-                    run_dir, message=f"queued: another run is using {device}"), stop.is_set):
-                return train.run_safely(config, run_dir, resume, stop.is_set)
+        with ExitStack() as device_held:
+            # One line for every device setting ("auto" and "cpu" are one device here): only its head
+            # imports torch and waits for the device, then leaves the line to the next.
+            with runs.device_slot(runs.QUEUE_SLOT, lambda: rundir.write_status(
+                    run_dir, message="queued: another run is ahead in line for a device"), stop.is_set):
+                from core import train  # torch, and the device it resolves to ("auto": a GPU when there is one)
+                from core.train.optim import select_device
+                device = str(select_device(config["device"]))
+                device_held.enter_context(runs.device_slot(device, lambda: rundir.write_status(
+                    run_dir, message=f"queued: another run is using {device}"), stop.is_set))
+            return train.run_safely(config, run_dir, resume, stop.is_set)
     except InterruptedError:
         rundir.write_status(run_dir, state="cancelled", message="cancelled while queued")
         return 0

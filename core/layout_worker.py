@@ -63,6 +63,7 @@ class _Worker:
         self._requests = Connection(ours.detach())
         self._calls = threading.Lock()
         self._compiled = False
+        self._gone = False  # its end of the socket closed: dead, even before the kernel reaps it
         atexit.register(self._process.kill)  # it ends with the app, even in the middle of a compile
 
     @property
@@ -71,7 +72,7 @@ class _Worker:
 
     @property
     def alive(self) -> bool:
-        return self._process.poll() is None
+        return not self._gone and self._process.poll() is None
 
     def _receive_compiled(self, timeout: float | None) -> bool:
         """Under the call lock: read the worker's first message once it is there."""
@@ -81,6 +82,7 @@ class _Worker:
                     return False
                 self._requests.recv()
             except (EOFError, OSError) as exc:
+                self._gone = True
                 raise WorkerGone from exc
             self._compiled = True
         return True
@@ -104,6 +106,7 @@ class _Worker:
                 self._requests.send((fn, args))
                 status, value = self._requests.recv()
             except (EOFError, OSError) as exc:
+                self._gone = True
                 raise WorkerGone from exc
         if status == "error":
             raise value

@@ -24,7 +24,7 @@ import torchvision
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from core.model_catalogue import CATALOGUE, min_input_size, typed_options
+from core.model_catalogue import CATALOGUE, entry, min_input_size, typed_options
 
 __all__ = [
     "MODELS", "ModelSpec", "build_model", "set_train_mode", "feature_layer", "features",
@@ -161,8 +161,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
 
 
 def _spec(name: str) -> ModelSpec:
-    if name not in MODELS:
-        raise ValueError(f"Unknown model '{name}': use one of {', '.join(MODELS)}.")
+    entry(name)  # the catalogue names exactly these models (a test checks), and says the refusal
     return MODELS[name]
 
 

@@ -73,6 +73,10 @@ def check_launcher(run_dir: Path) -> None:
 # ---------------------------------------------------------------- queue
 
 
+#: The lock a queued run waits on, torch-free, before it resolves and waits for its device.
+QUEUE_SLOT = "queue"
+
+
 @contextmanager
 def device_slot(device: str, on_wait: Callable[[], object], should_stop: Callable[[], bool]) -> Iterator[None]:
     """Hold the device's lock while training; wait (cancellable) while another run holds it.

@@ -69,17 +69,18 @@ def test_torchrun_needs_one_named_run_directory(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_a_queued_run_waits_without_torch_then_trains(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", "auto"])  # one line for both: "auto" is the CPU here too
+def test_a_queued_run_waits_without_torch_then_trains(tmp_path, device):
     """A study queues its runs as processes; one waiting for the device must not hold a loaded torch
     (about 800 MB each), and must train once the run before it lets go."""
     config, run_dir = tmp_path / "config.json", tmp_path / "run"
-    config.write_text(json.dumps(tiny_config(epochs=1, device="cpu")))
-    with runs.device_slot("queue-cpu", on_wait=lambda: None, should_stop=lambda: False):  # the run before it
+    config.write_text(json.dumps(tiny_config(epochs=1, device=device)))
+    with runs.device_slot(runs.QUEUE_SLOT, on_wait=lambda: None, should_stop=lambda: False):  # the run ahead
         process = subprocess.Popen([sys.executable, "-m", "core", "train", "--config", str(config),
                                     "--run-dir", str(run_dir)], cwd=ROOT, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
         deadline = time.monotonic() + 180
-        while "another run has device" not in rundir.read_status(run_dir).get("message", ""):
+        while "ahead in line" not in rundir.read_status(run_dir).get("message", ""):
             assert process.poll() is None and time.monotonic() < deadline, rundir.read_status(run_dir)
             time.sleep(0.2)
         loaded = Path(f"/proc/{process.pid}/maps").read_text()
