@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from core import rundir
@@ -54,3 +55,12 @@ def write_big_run(home: Path, n: int = 100_000, dim: int = 16, name: str = "big-
              group=np.full(n, "", dtype=str))
     rundir.write_status(run_dir, state="finished", created=time.time(), finished=time.time(), message="finished")
     return run_dir
+
+
+def home_with_big_run(tmp_path_factory, prefix: str, **options) -> Path:
+    """A workspace of its own for a browser test, holding one big run (besides the embedded demo)."""
+    home = tmp_path_factory.mktemp(prefix)
+    with pytest.MonkeyPatch.context() as env:  # the run's folder goes where LUMEN_HOME says
+        env.setenv("LUMEN_HOME", str(home))
+        write_big_run(home, **options)
+    return home

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.big_run import write_big_run
+from tests.big_run import home_with_big_run
 from tests.browser.server import REPO_ROOT, choose_option, running_app, wait_idle
 
 pytestmark = pytest.mark.browser
@@ -16,11 +16,7 @@ POINTS = 100_000
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    home = tmp_path_factory.mktemp("lumen-home-big-embeddings")
-    with pytest.MonkeyPatch.context() as env:  # the run's folder goes where LUMEN_HOME says
-        env.setenv("LUMEN_HOME", str(home))
-        write_big_run(home, n=POINTS)
-    with running_app(home) as url:
+    with running_app(home_with_big_run(tmp_path_factory, "lumen-home-big-embeddings", n=POINTS)) as url:
         yield url
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.big_run import write_big_run
+from tests.big_run import home_with_big_run
 from tests.browser.server import REPO_ROOT, free_port, start_app, stop_app, wait_idle
 from tests.browser.test_analysis_browser import MATRIX_CHANGED_JS
 
@@ -17,12 +17,7 @@ PRESSES = 7
 
 @pytest.fixture(scope="module")
 def app_home(tmp_path_factory):
-    """A workspace of its own, holding the big run only (besides the embedded demo)."""
-    home = tmp_path_factory.mktemp("lumen-home-big-threshold")
-    with pytest.MonkeyPatch.context() as env:  # the run's folder goes where LUMEN_HOME says
-        env.setenv("LUMEN_HOME", str(home))
-        write_big_run(home, n=1_000_000, dim=4)
-    return home
+    return home_with_big_run(tmp_path_factory, "lumen-home-big-threshold", n=1_000_000, dim=4)
 
 
 @pytest.fixture(scope="module")
