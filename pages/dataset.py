@@ -111,6 +111,11 @@ def _grouped_key(name: str) -> str:
 SPLIT_DEFAULTS = {"split_train": 80, "split_val": 10, "split_test": 10, "split_seed": 0}
 
 
+def _has_groups(manifest) -> bool:
+    """Whether the dataset has groups: the grouping toggle's default, on and off its tab."""
+    return bool(manifest["group"].notna().any())
+
+
 def _split_controls(manifest, name: str, spec: SourceSpec) -> None:
     """The split's percentages, seed and grouping. They are kept while another tab or page is open
     (persist_state), and the Train page starts from them."""
@@ -126,8 +131,8 @@ def _split_controls(manifest, name: str, spec: SourceSpec) -> None:
             col.number_input(label, 0, 100, SPLIT_DEFAULTS[key], step=5, key=key, persist_state="session")
         cols[3].number_input("Seed", 0, 10**6, SPLIT_DEFAULTS["split_seed"], key="split_seed",
                              persist_state="session")
-        has_groups = manifest["group"].notna().any()
-        cols[4].toggle("Keep groups in one split", value=bool(has_groups), disabled=not has_groups,
+        has_groups = _has_groups(manifest)
+        cols[4].toggle("Keep groups in one split", value=has_groups, disabled=not has_groups,
                        key=_grouped_key(name), persist_state="session",
                        help="Each group (slide, patient, smear) goes wholly to one split, so none leaks."
                        if has_groups else "This dataset has no group column.")
@@ -137,7 +142,7 @@ def _chosen_split(manifest, name: str):
     """The split the controls describe (their defaults before they were first shown), or None when
     its three shares add up to zero."""
     chosen = {key: int(st.session_state.get(key, default)) for key, default in SPLIT_DEFAULTS.items()}
-    grouped = bool(st.session_state.get(_grouped_key(name), manifest["group"].notna().any()))
+    grouped = bool(st.session_state.get(_grouped_key(name), _has_groups(manifest)))
     ratios = (chosen["split_train"], chosen["split_val"], chosen["split_test"])
     if sum(ratios) == 0:
         return None
