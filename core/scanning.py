@@ -1,10 +1,11 @@
 """Scanning: header-only facts for every item at once, full-decode verification later.
 
-Reading headers (size, mode, format) and the first PREFIX_BYTES of each file costs no decode and,
-for large files, no full read, so a page can show classes and sizes of tens of thousands of images
-in seconds. The content hash is exact for files no longer than the prefix (most crops); a longer
-file gets a key of its size and prefix, and is read whole only when that key is shared, so
-duplicates are still found exactly. Verification decodes each file to catch what a header cannot
+Reading headers (size, mode, format) and the first PREFIX_BYTES of each file costs no decode and
+no full read, so a page can show classes and sizes of tens of thousands of images in seconds. The
+content hash is exact for files no longer than the prefix; a longer file gets a key of its size
+and prefix, and is read whole only when that key is shared (so duplicates are still found exactly)
+or when the file was edited since its last scan (so content-keyed caches never serve old pixels).
+Verification decodes each file to catch what a header cannot
 show (truncation) and, as it reads every byte anyway, replaces the remaining prefix keys with full
 hashes. Both run once per file version: the facts are cached in the workspace keyed by path, size
 and modification time.
@@ -31,8 +32,9 @@ from core.images import ImageTooLarge, NotAStillImage, check_pixel_limit, check_
 from core.sources import SourceSpec, list_items
 
 FACT_COLUMNS = ["width", "height", "mode", "format", "bytes", "hash", "hash_exact", "file_problem", "verified"]
-#: How much of each file the header scan reads and hashes; a file this long or shorter is hashed whole.
-PREFIX_BYTES = 64 * 1024
+#: How much of each file the header scan reads and hashes (one page: hashing a whole 16 KB crop cost
+#: more than the rest of its header work); a file this long or shorter is hashed whole.
+PREFIX_BYTES = 4 * 1024
 STAT_COLUMNS = ["mtime_ns", "size"]
 ProgressFn = Callable[[int, int], None]
 Item = TypeVar("Item")
@@ -50,7 +52,8 @@ def header_facts(path: str) -> dict[str, Any]:
     facts: dict[str, Any] = dict(width=0, height=0, mode=None, format=None, bytes=0, hash=None, hash_exact=False,
                                  file_problem=None, verified=False)
     try:
-        with open(path, "rb") as handle:
+        with open(path, "rb", buffering=0) as handle:  # unbuffered: read the prefix and no more
+            _no_readahead(handle.fileno())
             prefix = handle.read(PREFIX_BYTES)
             size = os.fstat(handle.fileno()).st_size
             facts["bytes"] = size
@@ -64,6 +67,13 @@ def header_facts(path: str) -> dict[str, Any]:
     except OSError as exc:
         facts["file_problem"] = f"cannot read the file: {exc.strerror or exc}"
     return facts
+
+
+def _no_readahead(fd: int) -> None:
+    """Tell the kernel not to read ahead: on a cold disk it would fetch the rest of the file, which
+    the header scan never needs."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
 
 
 def _image_header(handle: Any, prefix: bytes) -> dict[str, Any]:
@@ -189,7 +199,7 @@ def _load_fact_cache(spec: SourceSpec) -> pd.DataFrame:
 def _save_fact_cache(spec: SourceSpec, facts: pd.DataFrame) -> None:
     buffer = io.BytesIO()
     facts.reset_index(drop=True).to_parquet(buffer, index=False)
-    workspace.atomic_write_bytes(_facts_cache_path(spec), buffer.getvalue())
+    workspace.atomic_write_bytes(_facts_cache_path(spec), buffer.getvalue(), durable=False)  # read back checked
 
 
 def _run_parallel(fn: Callable[[Item], Result], items: list[Item], progress: ProgressFn | None, offset: int,
@@ -228,6 +238,7 @@ def scan(spec: SourceSpec, verify: bool = False, progress: ProgressFn | None = N
         cached = _load_fact_cache(spec)
     merged = stats.merge(cached, on=["path", *STAT_COLUMNS], how="left")
     stale = (merged["hash"].isna() & merged["file_problem"].isna()).to_numpy()
+    edited = set(merged.loc[stale & merged["path"].isin(cached["path"]).to_numpy(), "path"])
     todo_header = merged.loc[stale, "path"].tolist()
     fresh = pd.DataFrame(_run_parallel(header_facts, todo_header, progress, 0, len(todo_header)),
                          columns=FACT_COLUMNS)
@@ -235,7 +246,7 @@ def scan(spec: SourceSpec, verify: bool = False, progress: ProgressFn | None = N
     merged = pd.concat([merged.loc[~stale], fresh], ignore_index=True) if todo_header else merged
     merged["verified"] = merged["verified"].fillna(False).astype(bool)
     merged["hash_exact"] = merged["hash_exact"].fillna(True).astype(bool)  # caches from before prefix keys
-    rehashed = _hash_shared_prefixes(merged)
+    rehashed = _hash_where_keys_mislead(merged, edited)
     if verify:
         todo_verify = merged.index[~merged["verified"] & merged["file_problem"].isna()].tolist()
         results = _run_parallel(verify_file, merged.loc[todo_verify, "path"].tolist(), progress, 0,
@@ -253,17 +264,20 @@ def scan(spec: SourceSpec, verify: bool = False, progress: ProgressFn | None = N
     return _combine(listing, facts)
 
 
-def _hash_shared_prefixes(merged: pd.DataFrame) -> int:
-    """Replace prefix keys that several files share with full hashes (in place): equal keys mean
-    equal size and first bytes, which only the whole content can tell from a true duplicate.
-    Returns how many files were read whole."""
+def _hash_where_keys_mislead(merged: pd.DataFrame, edited: set[str]) -> int:
+    """Replace prefix keys with full hashes (in place) where a key could mislead: keys that several
+    files share (equal size and first bytes, which only the whole content can tell from a true
+    duplicate), and files edited in place since they were last scanned (an edit past the prefix that
+    keeps the size keeps the key, and the image and feature caches, keyed by content, would serve
+    the old pixels). Returns how many files were read whole."""
     partial = merged["hash"].notna() & ~merged["hash_exact"]
-    shared = merged.index[partial & merged["hash"].where(partial).duplicated(keep=False)].tolist()
-    hashes = pd.Series(_run_parallel(_file_hash, merged.loc[shared, "path"].tolist(), None, 0, len(shared)),
-                       index=shared, dtype=object).dropna()
+    misleading = merged["hash"].where(partial).duplicated(keep=False) | merged["path"].isin(edited)
+    to_read = merged.index[partial & misleading].tolist()
+    hashes = pd.Series(_run_parallel(_file_hash, merged.loc[to_read, "path"].tolist(), None, 0, len(to_read)),
+                       index=to_read, dtype=object).dropna()
     merged.loc[hashes.index, "hash"] = hashes
     merged.loc[hashes.index, "hash_exact"] = True
-    return len(shared)
+    return len(to_read)
 
 
 def _combine(listing: pd.DataFrame, facts: pd.DataFrame) -> pd.DataFrame:

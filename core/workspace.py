@@ -43,20 +43,23 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], object], link_as: Path | None = None) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], link_as: Path | None = None,
+                 durable: bool = True) -> None:
     """The one way Lumen writes a file: `write` fills a temporary file (a unique name in the same
     folder), which is flushed to disk and renamed over `path`, and the folder is synced, so a reader
     never sees half a file and a crash or power cut never leaves a torn one.
 
     `link_as` also publishes the same file under a second name (timm's best-from-last checkpoint),
     before `path` itself: a kill in between leaves the second name new and `path` old, never the
-    reverse."""
-    with atomic_path(path, link_as) as tmp, open(tmp, "wb") as handle:
+    reverse. `durable=False` skips the two syncs, for a cache whose reader checks what it reads and
+    rebuilds it when damaged: a reader still never sees half a file, and the scan does not wait on
+    the disk."""
+    with atomic_path(path, link_as, durable) as tmp, open(tmp, "wb") as handle:
         write(handle)
 
 
 @contextmanager
-def atomic_path(path: Path, link_as: Path | None = None) -> Iterator[Path]:
+def atomic_path(path: Path, link_as: Path | None = None, durable: bool = True) -> Iterator[Path]:
     """atomic_write for a writer that needs a file name rather than a handle (a memory map): the
     block fills the temporary file it is given, which is published when the block ends, and
     removed when it raises."""
@@ -66,16 +69,18 @@ def atomic_path(path: Path, link_as: Path | None = None) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if durable:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a shared LUMEN_HOME needs the usual mode
         if link_as is not None:
             _publish_copy(Path(tmp), Path(link_as))
         os.replace(tmp, path)
-        _sync_folder(path.parent)
+        if durable:
+            _sync_folder(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -119,8 +124,8 @@ def clear_stale_temps(folder: Path) -> list[Path]:
     return stale
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda handle: handle.write(data))
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    atomic_write(path, lambda handle: handle.write(data), durable=durable)
 
 
 def atomic_write_json(path: Path, obj: object) -> None:

@@ -64,9 +64,25 @@ def test_a_file_added_later_with_a_known_prefix_is_compared_whole(tmp_path):
 
 
 def test_short_files_get_their_exact_hash_from_the_header_scan():
-    manifest = scan(SourceSpec(str(SHARED_DATA / "glomeruli" / "labels.csv"), label_column="class"))
-    short = manifest[manifest["bytes"] <= PREFIX_BYTES].head(20)
+    manifest = scan(SourceSpec(str(SHARED_DATA / "bccd_crops" / "cell_crops")))
+    short = manifest[manifest["bytes"] <= PREFIX_BYTES].head(20)  # the small platelet crops
     assert len(short) and short["hash_exact"].all()
     for row in short.itertuples():
         with open(row.path, "rb") as handle:
             assert row.hash == hashlib.blake2b(handle.read(), digest_size=16).hexdigest()
+
+
+def test_a_file_edited_in_place_past_its_prefix_gets_a_new_exact_hash(tmp_path):
+    """Same size, same first bytes, new pixels: the prefix key alone would not change, and the image
+    cache keyed by it would serve the old pixels."""
+    _long_files(tmp_path)
+    path = tmp_path / "neutrophil" / "other.bmp"
+    before = scan(SourceSpec(str(tmp_path))).set_index("id").loc["neutrophil/other.bmp"]
+    assert not before["hash_exact"]
+    data = bytearray(path.read_bytes())
+    data[-16:] = bytes(255 - b for b in data[-16:])  # BMP rows run bottom-up: this is the image's top row
+    path.write_bytes(bytes(data))
+    after = scan(SourceSpec(str(tmp_path))).set_index("id").loc["neutrophil/other.bmp"]
+    assert after["bytes"] == before["bytes"]
+    assert after["hash_exact"] and after["hash"] == hashlib.blake2b(bytes(data), digest_size=16).hexdigest()
+    assert after["hash"] != before["hash"]
