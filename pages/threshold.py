@@ -226,57 +226,70 @@ if slider_key not in st.session_state:
     st.session_state[slider_key] = float(_floor4(saved["threshold"])) if mine else 0.5
 
 
+def _moving_figures(key: tuple, panels: figs.Panels, marks: figs.Marks) -> figs.MovingFigures:
+    """This session's figures of the split and class in `key`, moved to `marks`: built when the
+    key changes, moved in place on every other rerun. Held in the session, not in a shared cache,
+    since a move changes them."""
+    held = st.session_state.get("thr_figures")
+    if held is None or held[0] != key:
+        st.session_state["thr_figures"] = held = (key, figs.MovingFigures(panels, marks))
+    else:
+        held[1].move(marks)
+    return held[1]
+
+
 def _apply(value: float) -> None:
     st.session_state[slider_key] = float(_floor4(value))
+
+
+# The targets and their suggestions stay out of the slider's fragment: a move does not change them,
+# and each widget the fragment redraws costs the browser time on every move.
+tuning_curve = _curve(str(run_dir), mtime, positive, tune, temperature)
+with st.container(border=True):
+    targets = {}
+    c = st.columns(5)
+    targets["sens"] = c[0].number_input("Target sensitivity", 0.5, 1.0, 0.95, 0.01, key="thr_sens")
+    targets["spec"] = c[1].number_input("Target specificity", 0.5, 1.0, 0.95, 0.01, key="thr_spec")
+    targets["cost_fn"] = c[2].number_input("Cost of a missed positive", 0.0, 1e6, 5.0, key="thr_cfn")
+    targets["cost_fp"] = c[3].number_input("Cost of a false alarm", 0.0, 1e6, 1.0, key="thr_cfp")
+    # Keyed per run and class: its default (the class's share in the tuning split) differs for each,
+    # and a key shared by all would keep the first one's value.
+    targets["prevalence"] = c[4].number_input("Prevalence in practice", 0.001, 0.999,
+                                              float(round(tuning_curve.n_pos / max(tuning_curve.n, 1), 3)),
+                                              key=f"thr_prev_{run_dir.name}_{positive}")
+    buttons = st.columns(5)
+    suggested = _suggestions(str(run_dir), mtime, positive, tune, temperature, tuple(sorted(targets.items())))
+    for col, (name, value) in zip(buttons, suggested.items()):
+        col.button(f"{name}: {value:.3f}" if value is not None else f"{name}: none", disabled=value is None,
+                   on_click=_apply, args=(value,) if value is not None else (0.5,), key=f"thr_btn_{name}",
+                   width="stretch", help=f"Suggested on the {SPLIT_NAMES[tune]} split; one click applies it.")
 
 
 @st.fragment
 def operating_point() -> None:
     """Everything the slider moves; only this part reruns on a move."""
     curve = _curve(str(run_dir), mtime, positive, tune, temperature)
-    with st.container(border=True):
-        # the positions of every split shown, and the suggested or saved threshold in the state
-        steps = {step for split in report_splits for step in _steps(str(run_dir), mtime, positive, split, temperature)}
-        steps |= {1.0, float(st.session_state[slider_key])}
-        threshold = st.select_slider(f"Threshold: {positive} when its score is at least", sorted(steps),
-                                     format_func=lambda v: f"{v:.4f}", key=slider_key,
-                                     help="Arrow keys move to the next threshold that changes a matrix below.")
-        ui = {}
-        c = st.columns(5)
-        ui["sens"] = c[0].number_input("Target sensitivity", 0.5, 1.0, 0.95, 0.01, key="thr_sens")
-        ui["spec"] = c[1].number_input("Target specificity", 0.5, 1.0, 0.95, 0.01, key="thr_spec")
-        ui["cost_fn"] = c[2].number_input("Cost of a missed positive", 0.0, 1e6, 5.0, key="thr_cfn")
-        ui["cost_fp"] = c[3].number_input("Cost of a false alarm", 0.0, 1e6, 1.0, key="thr_cfp")
-        # Keyed per run and class: its default (the class's share in the tuning split) differs for each,
-        # and a key shared by all would keep the first one's value.
-        ui["prevalence"] = c[4].number_input("Prevalence in practice", 0.001, 0.999,
-                                             float(round(curve.n_pos / max(curve.n, 1), 3)),
-                                             key=f"thr_prev_{run_dir.name}_{positive}")
-        buttons = st.columns(5)
-        suggested = _suggestions(str(run_dir), mtime, positive, tune, temperature, tuple(sorted(ui.items())))
-        for col, (name, value) in zip(buttons, suggested.items()):
-            col.button(f"{name}: {value:.3f}" if value is not None else f"{name}: none", disabled=value is None,
-                       on_click=_apply, args=(value,) if value is not None else (0.5,), key=f"thr_btn_{name}",
-                       width="stretch", help=f"Suggested on the {SPLIT_NAMES[tune]} split; one click applies it.")
+    # the positions of every split shown, and the suggested or saved threshold in the state
+    steps = {step for split in report_splits for step in _steps(str(run_dir), mtime, positive, split, temperature)}
+    steps |= {1.0, float(st.session_state[slider_key])}
+    threshold = st.select_slider(f"Threshold: {positive} when its score is at least", sorted(steps),
+                                 format_func=lambda v: f"{v:.4f}", key=slider_key,
+                                 help="Arrow keys move to the next threshold that changes a matrix below.")
     reports = {s: evaluation.summary(_curve(str(run_dir), mtime, positive, s, temperature), threshold)
                for s in report_splits}
     counts = curve.counts(threshold)
     r = metrics.rates(counts)
     shapes = _shapes(str(run_dir), mtime, positive, tune, temperature)
     negative = f"not {positive}" if len(classes) > 2 else next(c for c in classes if c != positive)
-    figures = {
-        "confusion": figs.confusion(metrics.confusion_matrix(counts), [negative, positive]),
-        "roc": figs.roc(*shapes["roc"], (1 - float(r["specificity"]), float(r["sensitivity"])),
-                        reports[tune]["roc_auc"]),
-        "pr": figs.pr(*shapes["pr"], (float(r["sensitivity"]), float(np.nan_to_num(r["ppv"], nan=1.0))),
-                      reports[tune]["average_precision"], curve.n_pos / max(curve.n, 1)),
-        "scores": figs.distributions(shapes["hist"], threshold, positive),
-    }
+    panels = figs.Panels(shapes, [negative, positive], positive, reports[tune]["roc_auc"],
+                         reports[tune]["average_precision"], curve.n_pos / max(curve.n, 1))
+    marks = figs.Marks(metrics.confusion_matrix(counts), (1 - float(r["specificity"]), float(r["sensitivity"])),
+                       (float(r["sensitivity"]), float(np.nan_to_num(r["ppv"], nan=1.0))), threshold)
+    drawn = _moving_figures((str(run_dir), mtime, positive, tune, temperature), panels, marks)
     st.markdown(f"**{SPLIT_NAMES[tune].capitalize()} split** ({curve.n:,} items, {curve.n_pos:,} {md(positive)})")
     top = st.columns([1, 3])
-    top[0].plotly_chart(figures["confusion"], width="stretch", key="fig_confusion")
-    top[1].plotly_chart(figs.side_by_side([figures["roc"], figures["pr"], figures["scores"]]), width="stretch",
-                        key="fig_curves")
+    top[0].plotly_chart(drawn.matrix, width="stretch", key="fig_confusion")
+    top[1].plotly_chart(drawn.curves, width="stretch", key="fig_curves")
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Metrics at this threshold** (95% intervals)")
@@ -298,7 +311,7 @@ def operating_point() -> None:
             st.rerun(scope="app")
         point = {"positive_class": positive, "threshold": threshold, "tuned_on": tune, "temperature": temperature}
         st.download_button("Download the report (JSON, CSV and figures)",  # written on the click, not per move
-                           lambda: _report_zip(run_dir.name, point, reports, figures),
+                           lambda: _report_zip(run_dir.name, point, reports, figs.separate(panels, marks)),
                            file_name=f"{run_dir.name}-threshold-report.zip", mime="application/zip",
                            icon=":material/download:")
     # Its images are fetched and sent only while it is open, not on every move of a closed expander.

@@ -1,6 +1,8 @@
 """Plotly figures of the threshold page; they draw what core.metrics computed, nothing more."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -8,6 +10,7 @@ from plotly.subplots import make_subplots
 
 MAX_CURVE_POINTS = 2000
 HEIGHT = 330
+_ROC_POINT, _PR_POINT, _THRESHOLD_LINE = "roc-point", "pr-point", "threshold"  # what a move finds to move
 
 
 def thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -39,11 +42,8 @@ def _wrap(label: str, width: int = 9) -> str:
 
 def confusion(matrix: np.ndarray, labels: list[str]) -> go.Figure:
     """Counts with row percentages; rows are the truth, columns the decision."""
-    matrix = np.asarray(matrix)
     labels = [_wrap(label) for label in labels]
-    row_share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    text = [[f"{matrix[i, j]:,}<br>{row_share[i, j]:.1%}" for j in range(matrix.shape[1])]
-            for i in range(matrix.shape[0])]
+    row_share, text = _cells(matrix)
     fig = go.Figure(go.Heatmap(z=row_share, x=labels, y=labels, text=text, texttemplate="%{text}",
                                textfont=dict(size=15 if len(labels) <= 3 else 12), colorscale="Purples", zmin=0,
                                zmax=1.4, showscale=False, hoverinfo="skip", xgap=2, ygap=2))
@@ -54,12 +54,21 @@ def confusion(matrix: np.ndarray, labels: list[str]) -> go.Figure:
     return fig
 
 
+def _cells(matrix: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+    """Each cell's share of its row (the colour) and its text: the count over the share."""
+    matrix = np.asarray(matrix)
+    row_share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    return row_share, [[f"{matrix[i, j]:,}<br>{row_share[i, j]:.1%}" for j in range(matrix.shape[1])]
+                       for i in range(matrix.shape[0])]
+
+
 def roc(fpr: np.ndarray, tpr: np.ndarray, point: tuple[float, float], auc: float | None) -> go.Figure:
     fpr, tpr = thin(fpr, tpr)
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#bbb"))
     fig.add_scatter(x=fpr, y=tpr, mode="lines", line=dict(color="#7b3fa0"))
-    fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", marker=dict(size=13, color="#e4572e"))
+    fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", marker=dict(size=13, color="#e4572e"),
+                    uid=_ROC_POINT)
     title = "ROC" + (f" (AUC {auc:.3f})" if auc is not None else "")
     return _layout(fig, title, "1 - specificity", "sensitivity")
 
@@ -70,7 +79,8 @@ def pr(precision: np.ndarray, recall: np.ndarray, point: tuple[float, float], ap
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[prevalence, prevalence], mode="lines", line=dict(dash="dot", color="#bbb"))
     fig.add_scatter(x=recall, y=precision, mode="lines", line=dict(color="#7b3fa0", shape="hv"))
-    fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", marker=dict(size=13, color="#e4572e"))
+    fig.add_scatter(x=[point[0]], y=[point[1]], mode="markers", marker=dict(size=13, color="#e4572e"),
+                    uid=_PR_POINT)
     title = "Precision-recall" + (f" (AP {ap:.3f})" if ap is not None else "")
     return _layout(fig, title, "recall (sensitivity)", "precision (PPV)")
 
@@ -89,7 +99,7 @@ def distributions(hist: dict[str, np.ndarray], threshold: float, positive: str) 
     for side, name, colour in (("negative", f"not {positive}", "#5b8def"), ("positive", positive, "#e4572e")):
         fig.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=hist[side], width=edges[1] - edges[0], name=name,
                     marker_color=colour, opacity=0.6)
-    fig.add_vline(x=threshold, line=dict(color="#222", width=2))
+    fig.add_vline(x=threshold, line=dict(color="#222", width=2), name=_THRESHOLD_LINE)
     fig.update_layout(barmode="overlay")
     fig = _layout(fig, "Scores by true class", f"score ({positive})", "items")
     fig.update_layout(showlegend=True, legend=dict(orientation="h", y=-0.25))
@@ -113,6 +123,53 @@ def side_by_side(figures: list[go.Figure]) -> go.Figure:
     fig.update_layout(height=HEIGHT, margin=dict(t=40, b=10, l=10, r=10), barmode="overlay",
                       legend=dict(orientation="h", y=-0.25, x=1, xanchor="right"))
     return fig
+
+
+@dataclass(frozen=True)
+class Panels:
+    """What the threshold page's figures draw that no threshold moves."""
+    shapes: dict  # the thinned ROC and PR curves and the score histograms (the page's _shapes)
+    labels: list[str]  # the matrix's classes: the negative one, then the positive one
+    positive: str
+    auc: float | None
+    ap: float | None
+    prevalence: float  # the positive share of the split: the PR chart's chance line
+
+
+@dataclass(frozen=True)
+class Marks:
+    """What a threshold puts on them: the counts, the ROC and PR points, the line on the scores."""
+    matrix: np.ndarray
+    roc: tuple[float, float]  # (1 - specificity, sensitivity)
+    pr: tuple[float, float]  # (recall, precision)
+    threshold: float
+
+
+def separate(panels: Panels, marks: Marks) -> dict[str, go.Figure]:
+    """The four figures one by one, as the report's files hold them."""
+    return {"confusion": confusion(marks.matrix, panels.labels),
+            "roc": roc(*panels.shapes["roc"], marks.roc, panels.auc),
+            "pr": pr(*panels.shapes["pr"], marks.pr, panels.ap, panels.prevalence),
+            "scores": distributions(panels.shapes["hist"], marks.threshold, panels.positive)}
+
+
+class MovingFigures:
+    """The matrix and the row of three panels the page shows, built once per split and class and then
+    moved in place: building them anew on every slider move, with plotly's validation, cost about
+    30 ms of each move, more than all the figures the move computes. One session's own: a move
+    changes it."""
+
+    def __init__(self, panels: Panels, marks: Marks) -> None:
+        parts = separate(panels, marks)
+        self.matrix = parts["confusion"]
+        self.curves = side_by_side([parts["roc"], parts["pr"], parts["scores"]])
+
+    def move(self, marks: Marks) -> None:
+        share, text = _cells(marks.matrix)
+        self.matrix.update_traces(z=share, text=text)
+        for uid, (x, y) in ((_ROC_POINT, marks.roc), (_PR_POINT, marks.pr)):
+            self.curves.update_traces(x=[x], y=[y], selector=dict(uid=uid))
+        self.curves.update_shapes(x0=marks.threshold, x1=marks.threshold, selector=dict(name=_THRESHOLD_LINE))
 
 
 def reliability(table: pd.DataFrame, title: str) -> go.Figure:
