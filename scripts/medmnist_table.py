@@ -46,11 +46,13 @@ def run_studies() -> list[Path]:
 def protocol_words(record: dict) -> str:
     """How this study's training differs from MedMNIST's, read from its own config."""
     base = study.plan(study.parse_spec(record["spec"]))[0][1]
+    schedule = base["scheduler"]
+    schedule_words = (f"the lr cut by {1 / schedule['gamma']:g} every {schedule['step_size']} epochs"
+                      if schedule["name"] == "step" else f"a {schedule['name']} schedule")
     return (f"{base['model']['name']} (torchvision: 7x7 stride-2 first layer and max-pool) at "
             f"{base['preprocess']['size']} px (the 28 px images resized), {base['optimiser']['name']} lr "
-            f"{base['optimiser']['lr']}, batch {base['batch_size']}, {base['epochs']} epochs with a "
-            f"{base['scheduler']['name']} schedule, best epoch on {base['early_stopping']['metric']}, "
-            f"{record['repeats']} seeds")
+            f"{base['optimiser']['lr']}, batch {base['batch_size']}, {base['epochs']} epochs with "
+            f"{schedule_words}, best epoch on {base['early_stopping']['metric']}, {record['repeats']} seeds")
 
 
 def table(study_dirs: list[Path]) -> pd.DataFrame:
