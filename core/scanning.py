@@ -4,7 +4,7 @@ Reading headers (size, mode, format) and the first PREFIX_BYTES of each file cos
 no full read, so a page can show classes and sizes of tens of thousands of images in seconds. The
 content hash is exact for files no longer than the prefix; a longer file gets a key of its size
 and prefix, and is read whole only when that key is shared (so duplicates are still found exactly)
-or when the file was edited since its last scan (so content-keyed caches never serve old pixels).
+or when the file was edited since its last scan (so this source's content-keyed caches see the edit).
 Verification decodes each file to catch what a header cannot
 show (truncation) and, as it reads every byte anyway, replaces the remaining prefix keys with full
 hashes. Both run once per file version: the facts are cached in the workspace keyed by path, size
@@ -52,7 +52,7 @@ def header_facts(path: str) -> dict[str, Any]:
     facts: dict[str, Any] = dict(width=0, height=0, mode=None, format=None, bytes=0, hash=None, hash_exact=False,
                                  file_problem=None, verified=False)
     try:
-        with open(path, "rb", buffering=0) as handle:  # unbuffered: read the prefix and no more
+        with open(path, "rb", buffering=PREFIX_BYTES) as handle:  # one page per read, short reads retried
             _no_readahead(handle.fileno())
             prefix = handle.read(PREFIX_BYTES)
             size = os.fstat(handle.fileno()).st_size
@@ -199,7 +199,8 @@ def _load_fact_cache(spec: SourceSpec) -> pd.DataFrame:
 def _save_fact_cache(spec: SourceSpec, facts: pd.DataFrame) -> None:
     buffer = io.BytesIO()
     facts.reset_index(drop=True).to_parquet(buffer, index=False)
-    workspace.atomic_write_bytes(_facts_cache_path(spec), buffer.getvalue(), durable=False)  # read back checked
+    # not synced: a torn file fails to parse and is rebuilt
+    workspace.atomic_write_bytes(_facts_cache_path(spec), buffer.getvalue(), durable=False)
 
 
 def _run_parallel(fn: Callable[[Item], Result], items: list[Item], progress: ProgressFn | None, offset: int,
@@ -269,7 +270,8 @@ def _hash_where_keys_mislead(merged: pd.DataFrame, edited: set[str]) -> int:
     files share (equal size and first bytes, which only the whole content can tell from a true
     duplicate), and files edited in place since they were last scanned (an edit past the prefix that
     keeps the size keeps the key, and the image and feature caches, keyed by content, would serve
-    the old pixels). Returns how many files were read whole."""
+    the old pixels; an edit made before a source's first scan, or seen only by another source, is
+    caught by verification). Returns how many files were read whole."""
     partial = merged["hash"].notna() & ~merged["hash_exact"]
     misleading = merged["hash"].where(partial).duplicated(keep=False) | merged["path"].isin(edited)
     to_read = merged.index[partial & misleading].tolist()
